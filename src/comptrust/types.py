@@ -56,6 +56,9 @@ class Request:
     messages: tuple[Message, ...]
     params: GenParams
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # When non-empty, the request asks for the log-likelihood of each continuation after the
+    # prompt instead of generated text (lm-eval style multiple choice); see Generation.logprobs.
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Generation:
     request: Request
     texts: tuple[str, ...]
     prompt: str = ""  # the fully formatted prompt the model saw
+    logprobs: tuple[float, ...] = ()  # sum log p(choice | prompt) per Request.choices entry
 
 
 @dataclass
