@@ -1,0 +1,3 @@
+"""CLI command modules. Each module defines `register(app: typer.Typer) -> None`."""
+
+COMMAND_MODULES = ["eval", "demo", "ls", "compress", "benign", "report", "sweep"]
