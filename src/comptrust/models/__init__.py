@@ -1,0 +1,3 @@
+from .resolve import ResolvedModel, load_model_and_tokenizer, resolve_model
+
+__all__ = ["ResolvedModel", "resolve_model", "load_model_and_tokenizer"]

