@@ -1,0 +1,3 @@
+from .base import Backend, GenItem, GenOut, LoglikItem
+
+__all__ = ["Backend", "GenItem", "GenOut", "LoglikItem"]

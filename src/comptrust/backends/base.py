@@ -1,0 +1,47 @@
+"""The backend protocol: formatted prompts in, texts out. Backends know nothing of perspectives
+or the store; the runner batches requests to them and commits what they return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+from ..types import GenParams
+
+
+@dataclass(frozen=True)
+class GenItem:
+    key: str  # store key of this (prompt, params, sample index)
+    prompt: str  # fully formatted prompt
+    params: GenParams
+    sample_idx: int
+    seed: int  # per-row sampling seed, derived from the key, so a sample never depends on its batch
+
+
+@dataclass(frozen=True)
+class GenOut:
+    key: str
+    text: str
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class LoglikItem:
+    key: str
+    prompt: str
+    choices: tuple[str, ...]
+
+
+class Backend(Protocol):
+    name: str
+    device: str
+    dtype: str
+
+    def generate(self, items: list[GenItem]) -> Iterator[list[GenOut]]:
+        """Answer items; yield results batch by batch so the caller can commit each batch."""
+        ...
+
+    def loglikelihood(self, items: list[LoglikItem]) -> Iterator[list[tuple[str, tuple[float, ...]]]]:
+        ...
+
+    def count_tokens(self, text: str) -> int: ...

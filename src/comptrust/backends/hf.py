@@ -1,0 +1,222 @@
+"""HF transformers backend: batched generation with left padding and length-sorted batches.
+
+- greedy (t=0) or sampling (t>0) with a per-row seed: a logits processor draws each row's token
+  from its own torch.Generator, so sample i of a prompt is the same whatever batch it lands in
+  (that is what makes a killed run resume to the same results);
+- stop strings are applied during generation and trimmed from the text;
+- CPU runs fp32 (bf16 matmul is ~30x slower on CPU), CUDA runs bf16;
+- out-of-memory halves the batch and retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Iterator
+
+from ..errors import BackendError
+from ..models.resolve import ResolvedModel, default_device, load_model_and_tokenizer
+from ..types import GenParams
+from .base import GenItem, GenOut, LoglikItem
+
+
+def _row_sampler_cls():
+    import torch
+    from transformers import LogitsProcessor
+
+    class RowSeededSampler(LogitsProcessor):
+        """Samples each row with its own generator and returns one-hot logits, so the (greedy)
+        decoding loop picks exactly the sampled token."""
+
+        def __init__(self, seeds: list[int], temperature: float, top_p: float):
+            self.gens = [torch.Generator().manual_seed(s % (2**63)) for s in seeds]
+            self.temperature = temperature
+            self.top_p = top_p
+
+        def __call__(self, input_ids, scores):
+            logits = scores.float().cpu() / self.temperature
+            probs = torch.softmax(logits, dim=-1)
+            if self.top_p < 1.0:
+                sp, si = torch.sort(probs, descending=True, dim=-1)
+                keep = (sp.cumsum(-1) - sp) < self.top_p  # always keeps the top token
+                sp = sp * keep
+                probs = torch.zeros_like(probs).scatter(-1, si, sp)
+                probs = probs / probs.sum(-1, keepdim=True)
+            chosen = torch.stack([torch.multinomial(probs[i], 1, generator=g)[0] for i, g in enumerate(self.gens)])
+            out = torch.full_like(scores, float("-inf"))
+            out[torch.arange(scores.shape[0]), chosen.to(scores.device)] = 0.0
+            return out
+
+    return RowSeededSampler
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(
+        self,
+        resolved: ResolvedModel,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 16,
+        max_batch_tokens: int = 16384,
+    ):
+        self.resolved = resolved
+        self.device = device or default_device()
+        self.model, self.tokenizer = load_model_and_tokenizer(resolved, self.device, dtype)
+        self.dtype = str(self.model.dtype).replace("torch.", "")
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        self.eos_ids = sorted(eos_ids)
+        self.gen_seconds = 0.0
+        self.gen_tokens = 0
+
+    # -- helpers -------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _batches(self, items: list, lengths: list[int]) -> Iterator[list[int]]:
+        """Indices of items in length-sorted batches bounded by batch_size and a padded-token
+        budget (long few-shot prompts get smaller batches)."""
+        order = sorted(range(len(items)), key=lambda i: -lengths[i])
+        batch: list[int] = []
+        for i in order:
+            longest = lengths[batch[0]] if batch else lengths[i]
+            if batch and (len(batch) >= self.batch_size or longest * (len(batch) + 1) > self.max_batch_tokens):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    def _generation_config(self, params: GenParams):
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            max_new_tokens=params.max_new_tokens, do_sample=False, num_beams=1,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
+        )
+
+    def _run_batch(self, batch: list[GenItem]) -> list[GenOut]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        params = batch[0].params
+        enc = self.tokenizer([b.prompt for b in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        kwargs = {}
+        if params.temperature > 0:
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [_row_sampler_cls()([b.seed for b in batch], params.temperature, params.top_p)]
+            )
+        if params.stop:
+            kwargs["stop_strings"] = list(params.stop)
+            kwargs["tokenizer"] = self.tokenizer
+        with torch.inference_mode():
+            out = self.model.generate(**enc, generation_config=self._generation_config(params), **kwargs)
+        new = out[:, enc["input_ids"].shape[1]:].cpu()
+        results = []
+        for b, row in zip(batch, new.tolist()):
+            n = len(row)
+            for j, t in enumerate(row):
+                if t in self.eos_ids:
+                    n = j
+                    break
+            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+            for s in params.stop:
+                cut = text.find(s)
+                if cut >= 0:
+                    text = text[:cut]
+            results.append(GenOut(b.key, text, n))
+        return results
+
+    # -- protocol ------------------------------------------------------------------------
+    def generate(self, items: list[GenItem]) -> Iterator[list[GenOut]]:
+        by_params: dict[GenParams, list[GenItem]] = defaultdict(list)
+        for it in items:
+            by_params[it.params].append(it)
+        for group in by_params.values():
+            lengths = [self.count_tokens(it.prompt) for it in group]
+            for idx in self._batches(group, lengths):
+                yield self._generate_resilient([group[i] for i in idx])
+
+    def _generate_resilient(self, batch: list[GenItem]) -> list[GenOut]:
+        try:
+            t0 = time.perf_counter()
+            res = self._run_batch(batch)
+            self.gen_seconds += time.perf_counter() - t0
+            self.gen_tokens += sum(r.n_tokens for r in res)
+            return res
+        except (RuntimeError, MemoryError) as e:
+            if not _is_oom(e) and not isinstance(e, MemoryError):
+                raise
+            if len(batch) == 1:
+                raise BackendError(
+                    "out of memory on a single prompt; lower max_new_tokens, use a GPU with more memory, or a smaller model"
+                ) from None
+            self._free()
+            half = len(batch) // 2
+            self.batch_size = max(1, half)
+            return self._generate_resilient(batch[:half]) + self._generate_resilient(batch[half:])
+
+    def _free(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def loglikelihood(self, items: list[LoglikItem]) -> Iterator[list[tuple[str, tuple[float, ...]]]]:
+        """sum log p(choice | prompt) per choice (lm-eval's context/continuation split)."""
+        import torch
+
+        rows: list[tuple[int, list[int], int]] = []  # (item index, full ids, continuation length)
+        for i, it in enumerate(items):
+            ctx = self.tokenizer(it.prompt, add_special_tokens=False)["input_ids"]
+            for c in it.choices:
+                full = self.tokenizer(it.prompt + c, add_special_tokens=False)["input_ids"]
+                k = 0  # longest common prefix: the continuation is what the choice added
+                while k < min(len(ctx), len(full)) and ctx[k] == full[k]:
+                    k += 1
+                k = min(k, len(full) - 1)
+                rows.append((i, full, len(full) - k))
+        scores: list[list[float]] = [[] for _ in items]
+        pad = self.tokenizer.pad_token_id
+        for idx in self._batches(rows, [len(r[1]) for r in rows]):
+            batch = sorted(idx)
+            width = max(len(rows[j][1]) for j in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, j in enumerate(batch):
+                seq = rows[j][1]
+                ids[r, width - len(seq):] = torch.tensor(seq)
+                mask[r, width - len(seq):] = 1
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float().cpu()
+            logp = torch.log_softmax(logits, dim=-1)
+            for r, j in enumerate(batch):
+                _, seq, n = rows[j]
+                tgt = torch.tensor(seq[-n:])
+                pos = torch.arange(width - n - 1, width - 1)
+                scores[rows[j][0]].append((j, float(logp[r, pos, tgt].sum())))
+        out = []
+        for i, it in enumerate(items):
+            vals = tuple(v for _, v in sorted(scores[i]))
+            out.append((it.key, vals))
+        yield out
