@@ -1,0 +1,436 @@
+"""The on-disk schemas: one run directory's `results.json` and `samples/<dimension>.jsonl`, and
+the comparison `results.json` written by `comptrust report` / `comptrust compare`.
+
+A run directory holds one model (dense or a compressed variant) evaluated on some dimensions:
+
+    RUN_DIR/results.json              RunResults (this module, SCHEMA_VERSION)
+    RUN_DIR/samples/<dimension>.jsonl one SampleRecord per request (feeds the paired bootstrap)
+
+All models forbid unknown fields so that a writer bug (a misspelt key) fails loudly instead of
+being silently dropped; `extra` dicts are the place for perspective-specific additions.
+`docs/results-schema.md` is generated from these models: `python -m comptrust.results_schema
+> docs/results-schema.md` (tests/test_report.py checks it is up to date).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import typing
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import __version__
+from .types import DimensionResult, SampleScore
+
+SCHEMA_VERSION = "1.0"
+SUPPORTED_SCHEMA_VERSIONS = ("1.0",)
+COMPARISON_SCHEMA_VERSION = "1.0"
+
+# Kept here (not imported from perspectives) so reading results never imports perspective code.
+TRUST_DIMENSIONS = [
+    "toxicity", "stereotype", "advglue", "ood", "adv_demonstration", "privacy",
+    "machine_ethics", "fairness",
+]
+BENIGN_DIMENSIONS = ["mmlu"]
+DIMENSION_TITLES = {
+    "toxicity": "Toxicity", "stereotype": "Stereotype", "advglue": "AdvGLUE++", "ood": "OOD",
+    "adv_demonstration": "AdvDemo", "privacy": "Privacy", "machine_ethics": "Ethics",
+    "fairness": "Fairness", "mmlu": "MMLU",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ----------------------------------------------------------------------------- run results
+
+
+class CompressionInfo(_Strict):
+    """How a variant was made from its base model (mirrors the variant's manifest.json)."""
+
+    method: str = Field(description="gptq, awq, sparsegpt, wanda, magnitude, rtn, ...")
+    bits: int | None = Field(None, description="weight bits for quantization; None for pruning only")
+    sparsity: float | None = Field(None, description="fraction of pruned weights (0-1), measured from the saved weights")
+    structure: str | None = Field(None, description="'unstructured' or 'N:M' (e.g. '2:4') for pruning")
+    group_size_requested: int | None = Field(None, description="quantization group size asked for")
+    group_size_effective: int | None = Field(None, description="group size used (largest divisor of the layer width <= requested)")
+    calib_source: str | None = Field(None, description="calibration data set")
+    calib_hash: str | None = Field(None, description="hash of the calibration token ids")
+    n_calib: int | None = Field(None, description="number of calibration samples")
+    seq_len: int | None = Field(None, description="calibration sequence length")
+    seed: int | None = Field(None, description="calibration seed")
+
+
+class ModelInfo(_Strict):
+    ref: str = Field(description="what the user passed (HF id, local dir, variant dir)")
+    display_name: str
+    fingerprint: str = Field(description="hash identifying these exact weights (variants: base + recipe + calib + seed + versions)")
+    kind: Literal["dense", "variant"]
+    base_fingerprint: str | None = Field(None, description="fingerprint of the dense model a variant was made from")
+    compression: CompressionInfo | None = None
+    bits_per_weight: float | None = Field(None, description="average stored bits per linear-layer weight")
+    size_bytes: int | None = None
+    chat_template: str = Field("", description="where the chat template came from (tokenizer, fallback name, none)")
+    system_role_merged: bool = Field(False, description="True when the template has no system role and the system prompt was merged into the first user turn")
+    notes: list[str] = Field(default_factory=list)
+
+
+class BackendInfo(_Strict):
+    name: str
+    device: str | None = None
+    dtype: str | None = None
+
+
+class EfficiencyInfo(_Strict):
+    size_bytes: int | None = None
+    peak_load_mem_bytes: int | None = None
+    tokens_per_s: float | None = None
+
+
+class ProfileInfo(_Strict):
+    name: str
+    seed: int = 0
+    limit: int | None = None
+    n_samples: int | None = None
+
+
+class DimensionScore(_Strict):
+    dimension: str
+    title: str = ""
+    score: float | None = Field(None, description="0-100, higher is more trustworthy; None when nothing was usable")
+    refusal_rate: float | None = Field(None, description="0-1")
+    subscores: dict[str, float | None] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list, description="skipped parts, deviations from DecodingTrust")
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_result(cls, r: DimensionResult, title: str = "") -> "DimensionScore":
+        return cls(dimension=r.dimension, title=title or DIMENSION_TITLES.get(r.dimension, r.dimension),
+                   score=r.score, refusal_rate=r.refusal_rate, subscores=dict(r.subscores),
+                   counts=dict(r.counts), notes=list(r.notes), extra=dict(r.extra))
+
+
+class Overall(_Strict):
+    """Cross-dimension means (DecodingTrust itself defines none; see docs/report.md)."""
+
+    trust_mean: float | None = Field(None, description="mean of the 8 trust dimensions; None unless all 8 have a score")
+    trust_mean_present: float | None = Field(None, description="mean of the trust dimensions that have a score")
+    dimensions_used: list[str] = Field(default_factory=list, description="the dimensions in trust_mean_present")
+    paper_mean_with_mmlu: float | None = Field(None, description="mean of the 8 trust dimensions + MMLU (the Decoding Compressed Trust project page's 'Overall'); None unless all 9 are present")
+
+
+class DataProvenance(_Strict):
+    source: str = ""
+    files: dict[str, str] = Field(default_factory=dict, description="relative path -> sha256")
+    bad_rows_skipped: dict[str, int] = Field(default_factory=dict)
+    bad_row_examples: list[str] = Field(default_factory=list)
+
+
+class Provenance(_Strict):
+    data: DataProvenance = Field(default_factory=DataProvenance)
+    scorers: dict[str, Any] = Field(default_factory=dict, description="scorer name -> version / settings")
+    deviations: list[str] = Field(default_factory=list, description="named deviations from DecodingTrust")
+
+
+class RunResults(_Strict):
+    schema_version: str = SCHEMA_VERSION
+    comptrust_version: str = Field(default_factory=lambda: __version__)
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    run_id: str
+    model: ModelInfo
+    backend: BackendInfo
+    efficiency: EfficiencyInfo = Field(default_factory=EfficiencyInfo)
+    profile: ProfileInfo
+    options: dict[str, Any] = Field(default_factory=dict, description="perspective switches (ctx.options)")
+    dimensions: dict[str, DimensionScore] = Field(default_factory=dict)
+    overall: Overall = Field(default_factory=Overall)
+    provenance: Provenance = Field(default_factory=Provenance)
+    versions: dict[str, str] = Field(default_factory=dict, description="library versions (torch, transformers, ...)")
+
+
+class SampleRecord(_Strict):
+    """One line of samples/<dimension>.jsonl: a SampleScore plus what the model saw and said."""
+
+    request_id: str
+    group: str
+    values: dict[str, float]
+    refusal: float = 0.0
+    parsed: Any = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    prompt: str = ""
+    texts: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_score(cls, s: SampleScore, prompt: str = "", texts: typing.Sequence[str] = ()) -> "SampleRecord":
+        return cls(request_id=s.request_id, group=s.group, values=dict(s.values), refusal=s.refusal,
+                   parsed=s.parsed, meta=dict(s.meta), prompt=prompt, texts=list(texts))
+
+    def to_score(self) -> SampleScore:
+        return SampleScore(request_id=self.request_id, group=self.group, values=dict(self.values),
+                           refusal=self.refusal, parsed=self.parsed, meta=dict(self.meta))
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def compute_overall(dimensions: typing.Mapping[str, DimensionScore | DimensionResult | float | None]) -> Overall:
+    """The three overall means from per-dimension scores (objects with .score, or plain floats)."""
+
+    def score_of(v: Any) -> float | None:
+        if v is None or isinstance(v, (int, float)):
+            return None if v is None else float(v)
+        return v.score
+
+    trust = {d: score_of(dimensions[d]) for d in TRUST_DIMENSIONS if d in dimensions}
+    present = [d for d in TRUST_DIMENSIONS if trust.get(d) is not None]
+    vals = [trust[d] for d in present]
+    all8 = len(present) == len(TRUST_DIMENSIONS)
+    mmlu = score_of(dimensions["mmlu"]) if "mmlu" in dimensions else None
+    return Overall(
+        trust_mean=_mean(vals) if all8 else None,  # type: ignore[arg-type]
+        trust_mean_present=_mean(vals) if vals else None,  # type: ignore[arg-type]
+        dimensions_used=present,
+        paper_mean_with_mmlu=_mean(vals + [mmlu]) if all8 and mmlu is not None else None,  # type: ignore[arg-type,list-item]
+    )
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+class RunRef(_Strict):
+    run_dir: str
+    run_id: str
+    label: str = Field(description="the row label in the report (e.g. 'GPTQ W4 g64*')")
+    display_name: str
+    kind: Literal["dense", "variant"]
+    fingerprint: str
+    role: Literal["baseline", "variant", "noise_floor"]
+    baseline_run_id: str | None = None
+    compression: CompressionInfo | None = None
+    group_size_note: str | None = Field(None, description="set when the effective group size differs from the requested one")
+    bits_per_weight: float | None = None
+    size_bytes: int | None = None
+    tokens_per_s: float | None = None
+    peak_load_mem_bytes: int | None = None
+    backend: BackendInfo
+    profile: ProfileInfo
+    chat_template: str = ""
+    system_role_merged: bool = False
+    model_notes: list[str] = Field(default_factory=list)
+
+
+class DeltaCell(_Strict):
+    """One (run, dimension) cell of the summary table."""
+
+    score: float | None = None
+    refusal_rate: float | None = None
+    baseline_score: float | None = None
+    delta: float | None = Field(None, description="score - baseline score (the stored aggregates)")
+    delta_paired: float | None = Field(None, description="aggregate(variant) - aggregate(baseline) on the paired requests only")
+    ci_low: float | None = None
+    ci_high: float | None = None
+    within_noise: bool | None = Field(None, description="ci_low <= 0 <= ci_high; None when no CI could be computed")
+    n_paired: int = 0
+    n_unpaired_baseline: int = 0
+    n_unpaired_variant: int = 0
+    n_boot: int = 0
+    n_boot_valid: int = 0
+    note: str | None = Field(None, description="why there is no CI, or a mismatch found while checking")
+
+
+class ReportRow(_Strict):
+    run_id: str
+    label: str
+    role: Literal["baseline", "variant", "noise_floor"]
+    baseline_run_id: str | None = None
+    cells: dict[str, DeltaCell] = Field(default_factory=dict)
+    overall: Overall = Field(default_factory=Overall)
+    overall_score: float | None = Field(None, description="the 'Overall' column: trust_mean, else trust_mean_present")
+    overall_complete: bool = Field(False, description="True when overall_score is the mean of all 8 trust dimensions")
+    overall_delta: DeltaCell | None = Field(None, description="delta of the mean over the trust dimensions scored in both runs, with a CI from the per-dimension bootstraps")
+
+
+class SpreadStat(_Strict):
+    n: int
+    min: float
+    max: float
+    std: float | None = Field(None, description="sample std (ddof=1); None for one seed")
+    range: float
+    exceeds: bool = Field(description="range > the threshold")
+
+
+class SeedFamily(_Strict):
+    label: str
+    run_ids: list[str]
+    seeds: list[int | None]
+    threshold: float
+    dimensions: dict[str, SpreadStat] = Field(default_factory=dict)
+    scores: dict[str, dict[str, float | None]] = Field(default_factory=dict, description="run_id -> dimension -> score")
+
+
+class SampleDiff(_Strict):
+    run_id: str
+    label: str
+    dimension: str
+    request_id: str
+    group: str
+    utility_delta: float = Field(description="per-request utility (variant - baseline); more negative = worse")
+    ranked_by: str = Field(description="how the utility was computed")
+    baseline_values: dict[str, float] = Field(default_factory=dict)
+    variant_values: dict[str, float] = Field(default_factory=dict)
+    prompt: str = ""
+    baseline_texts: list[str] = Field(default_factory=list)
+    variant_texts: list[str] = Field(default_factory=list)
+
+
+class DimensionLoss(_Strict):
+    dimension: str
+    delta: float
+    within_noise: bool | None
+
+
+class VariantVerdict(_Strict):
+    run_id: str
+    label: str
+    keeps_all: bool = Field(description="every compared dimension within the threshold of the baseline (losses only)")
+    losses: list[DimensionLoss] = Field(default_factory=list)
+    gains: list[DimensionLoss] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list, description="dimensions the baseline has and this run lacks")
+
+
+class Recommendation(_Strict):
+    threshold: float
+    verdicts: list[VariantVerdict] = Field(default_factory=list)
+    seed_unstable: list[str] = Field(default_factory=list, description="'family: dimension (range)' entries over the threshold")
+    best: str | None = Field(None, description="label of the smallest variant that keeps every dimension")
+    paragraphs: list[str] = Field(default_factory=list)
+
+
+class RunProvenance(_Strict):
+    run_id: str
+    label: str
+    run_dir: str
+    backend: BackendInfo
+    data: DataProvenance
+    scorers: dict[str, Any] = Field(default_factory=dict)
+    deviations: list[str] = Field(default_factory=list)
+    dimension_notes: dict[str, list[str]] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class StatsSettings(_Strict):
+    n_boot: int
+    seed: int
+    ci_level: float
+    threshold: float
+    method: str = "paired percentile bootstrap, requests resampled with replacement within each group"
+
+
+class ComparisonResults(_Strict):
+    schema_version: str = COMPARISON_SCHEMA_VERSION
+    comptrust_version: str = Field(default_factory=lambda: __version__)
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    kind: Literal["report", "compare"]
+    dimensions: list[str] = Field(description="column order")
+    stats: StatsSettings
+    runs: list[RunRef]
+    rows: list[ReportRow]
+    seed_families: list[SeedFamily] = Field(default_factory=list)
+    regressions: dict[str, list[SampleDiff]] = Field(default_factory=dict, description="dimension -> worst-regressing samples")
+    recommendation: Recommendation
+    provenance: list[RunProvenance] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- docs
+
+
+RUN_MODELS: list[type[BaseModel]] = [
+    RunResults, ModelInfo, CompressionInfo, BackendInfo, EfficiencyInfo, ProfileInfo, DimensionScore,
+    Overall, Provenance, DataProvenance, SampleRecord,
+]
+COMPARISON_MODELS: list[type[BaseModel]] = [
+    ComparisonResults, StatsSettings, RunRef, ReportRow, DeltaCell, SeedFamily, SpreadStat, SampleDiff,
+    Recommendation, VariantVerdict, DimensionLoss, RunProvenance,
+]
+
+
+def _type_name(t: Any) -> str:
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(t))
+    if origin is Literal:
+        return " | ".join(json.dumps(a) for a in typing.get_args(t))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(t))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if t is type(None):
+        return "null"
+    if t is Any:
+        return "any"
+    return getattr(t, "__name__", str(t))
+
+
+def _default_text(f: Any) -> str:
+    if f.is_required():
+        return "required"
+    if f.default_factory is not None:
+        try:
+            v = f.default_factory()
+        except TypeError:
+            return "(computed)"
+        if isinstance(v, BaseModel):
+            return "{...}"
+        if isinstance(v, str):  # clock / package version: not a constant
+            return "(computed)"
+        return json.dumps(v)
+    return json.dumps(f.default)
+
+
+def _model_table(m: type[BaseModel]) -> str:
+    lines = [f"### {m.__name__}", ""]
+    doc = (m.__doc__ or "").strip()
+    if doc:
+        lines += [" ".join(doc.split()), ""]
+    lines += ["| field | type | default | description |", "|---|---|---|---|"]
+    for name, f in m.model_fields.items():
+        desc = (f.description or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | `{_type_name(f.annotation).replace('|', chr(92) + '|')}` | {_default_text(f)} | {desc} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_schema_markdown() -> str:
+    parts = [
+        "# Results schema",
+        "",
+        "<!-- generated by `python -m comptrust.results_schema > docs/results-schema.md`; do not edit -->",
+        "",
+        f"Run results: `schema_version` **{SCHEMA_VERSION}**. Comparison results: `schema_version` "
+        f"**{COMPARISON_SCHEMA_VERSION}**. Readers refuse other versions with an error naming the file.",
+        "",
+        "## Run directory",
+        "",
+        "```",
+        "RUN_DIR/results.json               RunResults",
+        "RUN_DIR/samples/<dimension>.jsonl  one SampleRecord per line (one per request)",
+        "```",
+        "",
+        f"Trust dimensions: {', '.join('`' + d + '`' for d in TRUST_DIMENSIONS)}. Benign: `mmlu`.",
+        "",
+    ]
+    parts += [_model_table(m) for m in RUN_MODELS]
+    parts += ["## Comparison (`comptrust report` / `comptrust compare` OUT/results.json)", ""]
+    parts += [_model_table(m) for m in COMPARISON_MODELS]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_schema_markdown())
