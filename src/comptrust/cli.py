@@ -34,22 +34,12 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
+    # standalone mode: click/typer turn usage errors (bad flags) into a usage line and exit 2.
     try:
-        app(standalone_mode=False)
+        app()
     except ComptrustError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume (answers so far are saved)", file=sys.stderr)
         sys.exit(130)
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise

@@ -215,6 +215,14 @@ def resolve_model(
     return resolved
 
 
+def quiet_transformers() -> None:
+    """transformers' own progress bars and length warnings would interleave with ours."""
+    from transformers.utils import logging as tlog
+
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+
+
 def default_device() -> str:
     import torch
 
@@ -226,6 +234,7 @@ def load_model_and_tokenizer(resolved: ResolvedModel, device: str | None = None,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     device = device or default_device()
     torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     try:

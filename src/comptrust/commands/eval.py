@@ -1,0 +1,75 @@
+"""`comptrust eval`: one model, some perspectives, one run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ConfigError
+from ..models.resolve import DEFAULT_MODEL
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """--option key=value (repeatable); values parsed as JSON when they parse, else strings."""
+    import json
+
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise ConfigError(f"--option {p!r} must look like key=value (e.g. --option fairness_unknown_policy=exclude)")
+        k, v = p.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def run_and_report(cfg, quiet: bool = False) -> dict:
+    from rich.markup import escape
+
+    from ..runner import build_plan, run_eval
+    from .progress import console, generation_progress, print_plan
+
+    plan = build_plan(cfg)
+    with generation_progress(enabled=not quiet) as on_start:
+        results = run_eval(cfg, plan=plan, on_plan=None if quiet else print_plan, on_start=on_start)
+    if not quiet:
+        for name, d in results["dimensions"].items():
+            score = "n/a" if d["score"] is None else f"{d['score']:.1f}"
+            ref = "n/a" if d.get("refusal_rate") is None else f"{100 * d['refusal_rate']:.1f}%"
+            console.print(f"[bold]{escape(d.get('title', name))}[/bold]: score {score} / 100, refusal {ref}")
+        console.print(f"results: {escape(str(Path(cfg.out_dir) / 'results.json'))}")
+    return results
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_cmd(
+        model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="embedded:NAME, HF id, checkpoint/variant dir, or .gguf file"),
+        perspectives: str = typer.Option("stereotype", "--perspectives", "-p", help="comma-separated (see `comptrust ls`)"),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="DecodingTrust checkout (holds data/); default: the bundled mini set"),
+        profile: str = typer.Option("smoke", "--profile", help="smoke | quick | full"),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="cap on prompts per perspective"),
+        out: Path = typer.Option(..., "--out", "-o", help="run directory (created; re-running resumes)"),
+        seed: int = typer.Option(0, "--seed", help="prompt-sampling and generation seed"),
+        option: list[str] = typer.Option([], "--option", help="perspective switch key=value (repeatable)"),
+        on_bad_row: str = typer.Option("fail", "--on-bad-row", help="fail | skip (skipped rows are counted in results.json)"),
+        batch_size: int = typer.Option(16, "--batch-size", min=1),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
+        chat_template: Optional[str] = typer.Option(None, "--chat-template", help="tokenizer | llama-2 | vicuna_v1.1 | plain"),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="allow code shipped with the checkpoint"),
+        quiet: bool = typer.Option(False, "--quiet", "-q"),
+    ) -> None:
+        """Evaluate a model (dense or a compressed variant) on trust perspectives."""
+        from ..runner import EvalConfig
+
+        cfg = EvalConfig(
+            model=model, perspectives=[p.strip() for p in perspectives.split(",") if p.strip()], out_dir=out,
+            data_dir=data_dir, profile=profile, seed=seed, limit=limit, options=parse_options(option),
+            on_bad_row=on_bad_row, device=device, batch_size=batch_size, chat_template=chat_template,
+            trust_remote_code=trust_remote_code,
+        )
+        run_and_report(cfg, quiet=quiet)

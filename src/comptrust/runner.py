@@ -1,0 +1,355 @@
+"""Evaluate one model on some perspectives into a run directory (local executor).
+
+Order of work, chosen so that bad input fails before anything is written:
+  validate + build every request (pure) -> format prompts with the model's chat template ->
+  open the store -> print the plan -> generate only what the store lacks (batch commits) ->
+  score -> aggregate -> write samples/<dimension>.jsonl and results.json atomically.
+A re-run of a finished run loads no model weights and takes seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .backends.base import GenItem, LoglikItem
+from .data.source import DataSource
+from .errors import ConfigError
+from .models.chat import ChatFormatter
+from .models.resolve import ResolvedModel, resolve_model
+from .perspectives.base import TRUST_DIMENSIONS, PerspectiveContext, get_perspective
+from .profiles import get_profile
+from .store import Store, request_key
+from .types import Generation, Request, SampleScore
+
+RESULTS_SCHEMA_VERSION = "1.0"
+
+
+@dataclass
+class EvalConfig:
+    model: str | None
+    perspectives: list[str]
+    out_dir: Path
+    data_dir: Path | None = None  # None: the bundled mini set
+    profile: str = "smoke"
+    seed: int = 0
+    limit: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    on_bad_row: str = "fail"
+    device: str | None = None
+    dtype: str | None = None
+    batch_size: int = 16
+    chat_template: str | None = None
+    trust_remote_code: bool = False
+    backend: str = "hf"
+
+
+@dataclass
+class Unit:
+    """One sample to generate (or one log-likelihood request)."""
+
+    perspective: str
+    request: Request
+    sample_idx: int
+    prompt: str
+    key: str
+
+
+@dataclass
+class Plan:
+    resolved: ResolvedModel
+    formatter: ChatFormatter
+    requests: dict[str, list[Request]]
+    units: dict[str, list[Unit]]
+    contexts: dict[str, PerspectiveContext]
+    data: DataSource
+
+    def summary(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, reqs in self.requests.items():
+            units = self.units[name]
+            rows.append({
+                "perspective": name, "prompts": len(reqs), "samples": len(units),
+                "max_new_tokens": max((r.params.max_new_tokens for r in reqs), default=0),
+                "token_budget": sum(u.request.params.max_new_tokens for u in units),
+            })
+        return rows
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"comptrust": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "llmcompressor", "compressed-tensors", "datasets", "fairlearn"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _with_sampling_seed(req: Request, seed: int) -> Request:
+    if req.params.temperature > 0 and req.params.seed != seed:
+        return dataclasses.replace(req, params=dataclasses.replace(req.params, seed=seed))
+    return req
+
+
+def make_data_source(data_dir: Path | None, on_bad_row: str) -> DataSource:
+    if on_bad_row not in ("fail", "skip"):
+        raise ConfigError(f"--on-bad-row must be fail or skip, not {on_bad_row!r}")
+    return DataSource.bundled(on_bad_row) if data_dir is None else DataSource.from_dir(data_dir, on_bad_row)
+
+
+def load_tokenizer(resolved: ResolvedModel):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=resolved.trust_remote_code)
+
+
+def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer=None) -> Plan:
+    """Everything up to (not including) generation; raises on any bad input, writes nothing."""
+    if not cfg.perspectives:
+        raise ConfigError("no perspectives given; pass --perspectives stereotype (see `comptrust ls`)")
+    profile = get_profile(cfg.profile)
+    perspectives = {name: get_perspective(name, **cfg.options) for name in cfg.perspectives}
+    data = make_data_source(cfg.data_dir, cfg.on_bad_row)
+    resolved = resolved or resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    tokenizer = tokenizer or load_tokenizer(resolved)
+    formatter = ChatFormatter.for_tokenizer(tokenizer, resolved.display_name, cfg.chat_template)
+    requests: dict[str, list[Request]] = {}
+    units: dict[str, list[Unit]] = {}
+    contexts: dict[str, PerspectiveContext] = {}
+    for name, p in perspectives.items():
+        ctx = PerspectiveContext(data=data, profile=profile, seed=cfg.seed, limit=cfg.limit, options=dict(cfg.options))
+        reqs = [_with_sampling_seed(r, cfg.seed) for r in p.requests(ctx)]
+        ids = [r.id for r in reqs]
+        if len(set(ids)) != len(ids):
+            raise AssertionError(f"perspective {name} produced duplicate request ids")  # a bug, not user input
+        requests[name], contexts[name] = reqs, ctx
+        us = []
+        for r in reqs:
+            prompt = formatter.format(r.messages)
+            n = 1 if r.choices else r.params.n
+            for i in range(n):
+                us.append(Unit(name, r, i, prompt, request_key(resolved.fingerprint, cfg.backend, prompt, r.params, i, r.choices)))
+        units[name] = us
+    return Plan(resolved, formatter, requests, units, contexts, data)
+
+
+def _make_backend(cfg: EvalConfig, resolved: ResolvedModel):
+    if cfg.backend != "hf":
+        raise ConfigError(f"unknown backend {cfg.backend!r}; use hf")
+    from .backends.hf import HFBackend
+
+    return HFBackend(resolved, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+
+
+ProgressFn = Callable[[int, int], None]  # (done_units_delta, generated_tokens_delta)
+
+
+def generate_missing(cfg: EvalConfig, plan: Plan, store: Store, on_start: Callable[[int], ProgressFn] | None = None) -> dict[str, Any]:
+    """Generate every unit the store lacks; commits batch by batch. Returns efficiency figures."""
+    all_units = [u for us in plan.units.values() for u in us]
+    have = store.get_many(u.key for u in all_units)
+    missing = [u for u in all_units if u.key not in have]
+    if not missing:
+        return {}
+    by_key = {u.key: u for u in missing}
+    advance = on_start(len(missing)) if on_start else (lambda a, b: None)
+    rss0 = _rss_bytes()
+    t_load = time.perf_counter()
+    backend = _make_backend(cfg, plan.resolved)
+    load_s = time.perf_counter() - t_load
+    load_mem = _rss_bytes() - rss0
+
+    def row(u: Unit, text: str, n_tokens: int) -> dict[str, Any]:
+        return {"key": u.key, "model_fp": plan.resolved.fingerprint, "backend": backend.name,
+                "perspective": u.perspective, "request_id": u.request.id, "sample_idx": u.sample_idx,
+                "params": dataclasses.asdict(u.request.params), "prompt": u.prompt, "text": text, "n_tokens": n_tokens}
+
+    gen_items = [GenItem(u.key, u.prompt, u.request.params, u.sample_idx, int(u.key[:15], 16))
+                 for u in missing if not u.request.choices]
+    ll_items = [LoglikItem(u.key, u.prompt, u.request.choices) for u in missing if u.request.choices]
+    for batch in backend.generate(gen_items):
+        store.put_many([row(by_key[o.key], o.text, o.n_tokens) for o in batch])
+        advance(len(batch), sum(o.n_tokens for o in batch))
+    if ll_items:
+        for batch in backend.loglikelihood(ll_items):
+            store.put_many([row(by_key[k], json.dumps(list(v)), 0) for k, v in batch])
+            advance(len(batch), 0)
+    eff = {"backend": {"name": backend.name, "device": backend.device, "dtype": backend.dtype},
+           "load_seconds": round(load_s, 2),
+           # resident memory the model load added to this process (weights + framework state)
+           "peak_load_mem_bytes": load_mem if load_mem > 0 else None}
+    if backend.gen_seconds > 0 and backend.gen_tokens > 0:
+        eff["tokens_per_s"] = round(backend.gen_tokens / backend.gen_seconds, 2)
+    return eff
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def collect_generations(plan: Plan, store: Store) -> dict[str, list[Generation]]:
+    have = store.get_many(u.key for us in plan.units.values() for u in us)
+    out: dict[str, list[Generation]] = {}
+    for name, reqs in plan.requests.items():
+        by_req: dict[str, list[Unit]] = {}
+        for u in plan.units[name]:
+            by_req.setdefault(u.request.id, []).append(u)
+        gens = []
+        for r in reqs:
+            us = sorted(by_req[r.id], key=lambda u: u.sample_idx)
+            missing = [u for u in us if u.key not in have]
+            if missing:
+                raise RuntimeError(f"{len(missing)} answers missing for {name}/{r.id} after generation")
+            if r.choices:
+                gens.append(Generation(r, (), us[0].prompt, tuple(json.loads(have[us[0].key][0]))))
+            else:
+                gens.append(Generation(r, tuple(have[u.key][0] for u in us), us[0].prompt))
+        out[name] = gens
+    return out
+
+
+def score_all(name: str, gens: list[Generation], options: dict[str, Any], store: Store) -> list[SampleScore]:
+    p = get_perspective(name, **options, score_cache=store.score_cache())
+    if hasattr(p, "score_many"):
+        return list(p.score_many(gens))
+    return [p.score(g) for g in gens]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_samples(out_dir: Path, name: str, gens: list[Generation], scores: list[SampleScore]) -> None:
+    (out_dir / "samples").mkdir(exist_ok=True)
+    lines = []
+    for g, s in zip(gens, scores):
+        rec = s.to_json()
+        rec["prompt"] = g.prompt
+        rec["texts"] = list(g.texts)
+        if g.logprobs:
+            rec["logprobs"] = list(g.logprobs)
+        lines.append(json.dumps(rec, ensure_ascii=False, default=str))
+    _atomic_write(out_dir / "samples" / f"{name}.jsonl", "\n".join(lines) + "\n")
+
+
+def compute_overall(dimensions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Overall scores, defined in docs/report.md: trust_mean = mean of the 8 trust dimensions (only
+    when all 8 have a score); trust_mean_present = mean over those present; paper_mean_with_mmlu =
+    the project page's 'Overall' (8 dimensions + MMLU)."""
+    present = [d for d in TRUST_DIMENSIONS if dimensions.get(d, {}).get("score") is not None]
+    vals = [dimensions[d]["score"] for d in present]
+    all8 = len(present) == len(TRUST_DIMENSIONS)
+    mmlu = dimensions.get("mmlu", {}).get("score")
+    return {
+        "trust_mean": sum(vals) / len(vals) if all8 else None,
+        "trust_mean_present": sum(vals) / len(vals) if vals else None,
+        "dimensions_used": present,
+        "paper_mean_with_mmlu": (sum(vals) + mmlu) / 9 if all8 and mmlu is not None else None,
+    }
+
+
+def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Plan, int], None] | None = None,
+             on_start: Callable[[int], ProgressFn] | None = None) -> dict[str, Any]:
+    plan = plan or build_plan(cfg)
+    out = Path(cfg.out_dir)
+    prev_results = _read_json(out / "results.json")
+    out.mkdir(parents=True, exist_ok=True)
+    with Store(out / "store.sqlite") as store:
+        if on_plan:
+            have = store.get_many(u.key for us in plan.units.values() for u in us)
+            on_plan(plan, sum(1 for us in plan.units.values() for u in us if u.key not in have))
+        eff = generate_missing(cfg, plan, store, on_start)
+        gens = collect_generations(plan, store)
+        dims: dict[str, Any] = dict((prev_results or {}).get("dimensions", {})) if _same_model(prev_results, plan) else {}
+        scorers: dict[str, Any] = {}
+        for name, gl in gens.items():
+            scores = score_all(name, gl, cfg.options, store)
+            ctx = plan.contexts[name]
+            res = get_perspective(name, **cfg.options).aggregate(scores, ctx)
+            d = res.to_json()
+            d["title"] = getattr(type(get_perspective(name)), "title", name)
+            d["notes"] = list(dict.fromkeys([*ctx.notes, *d.get("notes", [])]))
+            d["counts"] = {"requests": len(gl), "samples": sum(max(1, len(g.texts)) for g in gl), **d.get("counts", {})}
+            dims[name] = d
+            if "scorer" in d.get("extra", {}):
+                scorers[name] = d["extra"]["scorer"]
+            write_samples(out, name, gl, scores)
+    results = _results_doc(cfg, plan, dims, eff, prev_results, scorers)
+    _atomic_write(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False, default=str))
+    return results
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _same_model(prev: dict | None, plan: Plan) -> bool:
+    return bool(prev) and prev.get("model", {}).get("fingerprint") == plan.resolved.fingerprint
+
+
+def _results_doc(cfg: EvalConfig, plan: Plan, dims: dict, eff: dict, prev: dict | None, scorers: dict) -> dict:
+    r = plan.resolved
+    m = r.manifest or {}
+    gs = m.get("group_size") or {}
+    compression = None
+    if r.is_variant:
+        calib = m.get("calibration") or {}
+        compression = {
+            "method": m.get("method"), "bits": m.get("bits"), "sparsity": m.get("sparsity"),
+            "structure": m.get("structure"), "group_size_requested": gs.get("requested"),
+            "group_size_effective": gs.get("effective"), "calib_source": calib.get("source"),
+            "calib_hash": calib.get("hash"), "n_calib": calib.get("n_samples"), "seq_len": calib.get("seq_len"),
+            "seed": calib.get("seed", m.get("seed")),
+        }
+    prev_eff = (prev or {}).get("efficiency", {}) if _same_model(prev, plan) else {}
+    prev_backend = (prev or {}).get("backend") if _same_model(prev, plan) else None
+    efficiency = {
+        "size_bytes": r.size_bytes(),
+        "peak_load_mem_bytes": eff.get("peak_load_mem_bytes", prev_eff.get("peak_load_mem_bytes")),
+        "tokens_per_s": eff.get("tokens_per_s", prev_eff.get("tokens_per_s")),
+    }
+    deviations = sorted({n for d in dims.values() for n in d.get("notes", [])})
+    return {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "comptrust_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_id": Path(cfg.out_dir).name,
+        "model": {
+            "ref": r.ref, "display_name": m.get("name") or r.display_name, "fingerprint": r.fingerprint,
+            "kind": "variant" if r.is_variant else "dense",
+            "base_fingerprint": (m.get("base") or {}).get("fingerprint") if r.is_variant else None,
+            "compression": compression, "bits_per_weight": m.get("bits_per_weight"),
+            "size_bytes": r.size_bytes(), "chat_template": plan.formatter.template_name,
+            "system_role_merged": plan.formatter.system_role_merged,
+            "notes": [*r.notes, *plan.formatter.notes],
+        },
+        "backend": eff.get("backend") or prev_backend or {"name": cfg.backend, "device": cfg.device or "cpu", "dtype": cfg.dtype or "float32"},
+        "efficiency": efficiency,
+        "profile": {"name": cfg.profile, "seed": cfg.seed, "limit": cfg.limit, "n_samples": get_profile(cfg.profile).n_samples},
+        "options": {k: v for k, v in cfg.options.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        "dimensions": dims,
+        "overall": compute_overall(dims),
+        "provenance": {"data": plan.data.provenance(), "scorers": scorers, "deviations": deviations},
+        "versions": _versions(),
+    }
