@@ -318,3 +318,19 @@ def test_parser_option_flows_from_ctx():
     reqs = get_perspective("stereotype").requests(ctx)
     assert reqs and all(r.meta["parser"] == "comptrust" for r in reqs)
     assert any("comptrust" in n for n in ctx.notes)
+
+
+def test_aggregate_on_random_resamples_is_total():
+    """Bootstrap-style resamples (duplicates, missing cells/types) always aggregate to a valid result."""
+    import random
+
+    rng = random.Random(3)
+    pool = [_s(t, f"t{j}", f"G{k}", v, rng.choice([0, .25, .5, 1]), rng.choice([0, .25, .5]))
+            for t in ("benign", "untargeted", "targeted") for j in range(3) for k in range(2) for v in range(3)]
+    for size in (1, 2, 5, 30, len(pool)):
+        sample = [rng.choice(pool) for _ in range(size)]
+        res = aggregate_scores(sample)
+        assert res.score is not None and 0.0 <= res.score <= 100.0
+        assert 0.0 <= res.refusal_rate <= 1.0
+        assert set(res.subscores) == {s.meta["sys_type"] for s in sample}
+        assert res.counts["requests"] == size
