@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DT = REPO.parent / "shared" / "decodingtrust"
+
+
+@pytest.fixture(scope="session")
+def shared_dt() -> Path:
+    if not (SHARED_DT / "data").is_dir():
+        pytest.skip("../shared/decodingtrust is not present")
+    return SHARED_DT
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from comptrust.testing import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_no_system(tmp_path_factory) -> Path:
+    from comptrust.testing import NO_SYSTEM_TEMPLATE, make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-nosys") / "tiny-nosys", chat_template=NO_SYSTEM_TEMPLATE)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Tests never write the user's cache, except the embedded model's converted checkpoint,
+    which is expensive (30 s) and shared on purpose via COMPTRUST_TEST_MODEL_CACHE."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    yield
