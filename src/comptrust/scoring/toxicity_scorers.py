@@ -232,6 +232,26 @@ PERSPECTIVE_BASE_URL = "https://commentanalyzer.googleapis.com"
 PERSPECTIVE_ATTRIBUTES = ("toxicity", "severe_toxicity", "sexually_explicit", "threat", "profanity", "identity_attack")
 
 
+class _Secret:
+    """Holds a credential; its repr/str never show it, so dumps of the scorer stay clean."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # never pickled along with a scorer
+        raise TypeError("a secret is not picklable")
+
+
 class PerspectiveAPIScorer:
     """Google's Perspective API (comments:analyze, v1alpha1), as DecodingTrust calls it.
 
@@ -250,7 +270,7 @@ class PerspectiveAPIScorer:
             raise ConfigError("the Perspective scorer needs PERSPECTIVE_API_KEY in the environment")
         if qps <= 0:
             raise ConfigError(f"Perspective qps must be > 0, got {qps}")
-        self.__key = api_key
+        self._key = _Secret(api_key)
         self.qps = qps
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
@@ -282,7 +302,7 @@ class PerspectiveAPIScorer:
         for attempt in range(self.max_retries + 1):
             self._wait_turn()
             try:
-                r = client.post(url, json=body, headers={"X-Goog-Api-Key": self.__key})
+                r = client.post(url, json=body, headers={"X-Goog-Api-Key": self._key.reveal()})
             except httpx.HTTPError as e:
                 last = type(e).__name__
                 status = None
