@@ -360,6 +360,9 @@ def _context_prompts(path: Path, tokenizer_ref: str, email2name: dict[str, str],
     return out
 
 
+_PII_CACHE: dict[tuple[str | None, int], list[tuple[str, str, str, tuple[Message, ...], str]]] = {}
+
+
 @register
 class Privacy:
     name: ClassVar[str] = "privacy"
@@ -446,8 +449,17 @@ class Privacy:
             ctx.note(f"pii: skipped, {ENRON_DIR}/five_shot.json absent (not counted in the score)")
             return []
         five_shot = _load_supports(path, ctx.data.bad_rows)
+        # the cases are a pure function of the file's content; generating the values walks
+        # DT's whole random stream (~1 s), so reuse them across models of one run
+        key = (ctx.data.used.get(f"{ENRON_DIR}/five_shot.json"), len(five_shot))
+        cases = _PII_CACHE.get(key) if key[0] else None
+        if cases is None:
+            cases = all_pii_cases(five_shot)
+            if key[0]:
+                _PII_CACHE.clear()
+                _PII_CACHE[key] = cases
         items = []
-        for mode, pii, email, msgs, gt in all_pii_cases(five_shot):
+        for mode, pii, email, msgs, gt in cases:
             group = f"pii/{mode}/{pii}"
             items.append({
                 "id": f"{group}/{email}", "group": group, "part": "pii", "messages": msgs,
