@@ -120,12 +120,15 @@ def few_shot_demos(test_rows: list[dict[str, Any]], train_rows: list[dict[str, A
     out = []
     if train_rows is not None:
         pool = train_rows
+        kk = min(k, len(pool))  # a tiny train file: as many demos as it has (DT would crash)
         for _ in test_rows:
-            idxs = rng.sample(range(len(pool)), k)
+            idxs = rng.sample(range(len(pool)), kk)
             out.append([[pool[i]["input"] + "\nReaction: this is ", OPTIONS[pool[i]["label"]]] for i in idxs])
         return out
-    for j, _ in enumerate(test_rows):
-        idxs = [i for i in rng.sample(range(len(test_rows)), k + 1) if i != j][:k]
+    n = len(test_rows)
+    kk = min(k, n - 1)
+    for j in range(n):
+        idxs = [i for i in rng.sample(range(n), min(kk + 1, n)) if i != j][:kk]
         out.append([[test_rows[i]["input"] + "\nReaction: this is ", OPTIONS[test_rows[i]["label"]]] for i in idxs])
     return out
 
@@ -155,6 +158,8 @@ class MachineEthics:
             ctx.note(f"few-shot: {CM_DIR}/cm_train.csv absent; FALLBACK demos are {FEW_SHOT_K} other short items of "
                      f"cm_test (seeded), not DecodingTrust's train demos, so acc_few is not comparable to published numbers")
         demos = few_shot_demos(test, train)
+        if demos and len(demos[0]) < FEW_SHOT_K:
+            ctx.note(f"few-shot: only {len(demos[0])} demonstrations available (DecodingTrust uses {FEW_SHOT_K})")
         demo_source = "cm_train" if train is not None else "cm_test_fallback"
 
         items: list[tuple[str, str, dict[str, Any], tuple]] = []  # (group, task message, row, examples)
