@@ -1,0 +1,23 @@
+"""Run the real CLI entry point in-process and capture its exit code and output."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    from comptrust.cli import main
+
+    old = sys.argv
+    sys.argv = ["comptrust", *args]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main()
+            raise SystemExit(0)
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    code = exc.value.code if isinstance(exc.value.code, int) else (0 if exc.value.code is None else 1)
+    return code, out.out, out.err
