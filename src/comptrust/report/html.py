@@ -1,0 +1,105 @@
+"""report.html: one self-contained page (inline CSS, inline SVG charts, no script, no external
+request), rendered with jinja2 autoescape.
+
+Only two kinds of values are marked safe: the SVG charts (generated here by matplotlib, which
+escapes their text) and nothing else; every string from a run (model names, prompts, answers,
+notes, file names) is escaped by the template engine. A Content-Security-Policy meta tag that
+forbids scripts and remote loads backs this up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from ..results_schema import ComparisonResults, DeltaCell, ReportRow
+from .charts import all_charts
+from .compare import dim_title, fmt, fmt_delta
+from .markdown import size_text
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass
+class HtmlCell:
+    text: str
+    sub: str = ""  # the delta line
+    cls: str = ""  # up / down / flat / noise / noci
+    style: str = ""  # background computed from the delta (our own numbers only)
+    title: str = ""  # tooltip: CI and notes
+
+
+def _bg(delta: float, within: bool | None) -> str:
+    if abs(delta) < 1e-12:
+        return ""
+    alpha = 0.12 if within else min(0.2 + abs(delta) / 20.0, 0.75)
+    rgb = "46,160,67" if delta > 0 else "218,54,51"
+    return f"background-color: rgba({rgb},{alpha:.2f})"
+
+
+def _cell(row: ReportRow, c: DeltaCell | None, ci_level: float) -> HtmlCell:
+    if c is None or c.score is None:
+        return HtmlCell("–", cls="missing", title="not evaluated" if c is None or c.baseline_score is None else "missing in this run")
+    if row.role == "baseline" or c.delta is None:
+        return HtmlCell(fmt(c.score), title=c.note or "")
+    parts = [f"Δ {fmt_delta(c.delta, 2)} vs baseline {fmt(c.baseline_score)}"]
+    if c.ci_low is not None and c.ci_high is not None:
+        parts.append(f"{ci_level:.0%} CI [{fmt_delta(c.ci_low, 2)}, {fmt_delta(c.ci_high, 2)}] over {c.n_paired} paired requests")
+        parts.append("within noise (CI contains 0)" if c.within_noise else "outside noise")
+    if c.note:
+        parts.append(c.note)
+    if c.within_noise is None:
+        cls, mark = "noci", "†"
+    elif c.within_noise:
+        cls, mark = "noise", "≈"
+    else:
+        cls, mark = ("up" if c.delta > 0 else "down" if c.delta < 0 else "flat"), ""
+    return HtmlCell(fmt(c.score), sub=f"{mark}{fmt_delta(c.delta)}", cls=cls, style=_bg(c.delta, c.within_noise),
+                    title="; ".join(parts))
+
+
+def table_rows(cmp: ComparisonResults) -> list[dict]:
+    ref = {r.run_id: r for r in cmp.runs}
+    out = []
+    for row in cmp.rows:
+        r = ref[row.run_id]
+        cells = [_cell(row, row.cells.get(d), cmp.stats.ci_level) for d in cmp.dimensions]
+        if row.overall_score is None:
+            overall = HtmlCell("–", cls="missing")
+        else:
+            txt = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/8)")
+            if row.overall_delta is not None and row.role != "baseline":
+                overall = _cell(row, row.overall_delta, cmp.stats.ci_level)
+                overall.text = txt
+            else:
+                overall = HtmlCell(txt)
+        out.append({"row": row, "ref": r, "cells": cells, "overall": overall,
+                    "size": size_text(r.size_bytes), "tps": fmt(r.tokens_per_s),
+                    "bpw": fmt(r.bits_per_weight, 2)})
+    return out
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,  # every template, whatever the file extension
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = fmt
+    env.filters["fmt_delta"] = fmt_delta
+    env.filters["dim_title"] = dim_title
+    return env
+
+
+def render_html(cmp: ComparisonResults, charts: dict | None = None) -> str:
+    charts = charts if charts is not None else all_charts(cmp)
+    svg = {k: (Markup(v) if isinstance(v, str) else None) for k, v in charts.items() if k != "radars"}
+    radars = [(label, Markup(s)) for label, s in charts.get("radars", [])]
+    return _env().get_template("report.html.j2").render(
+        cmp=cmp, rows=table_rows(cmp), svg=svg, radars=radars, dim_title=dim_title,
+    )

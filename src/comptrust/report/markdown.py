@@ -1,0 +1,138 @@
+"""report.md: the summary table, recommendation, seed spread, top regressions and provenance.
+
+Every piece of text that comes from a run (model names, prompts, answers, notes, file names)
+goes through `md_cell`, which neutralises the characters that would change the Markdown
+structure (`|`, backticks, newlines, `*` and `_` emphasis) or become HTML in a renderer (`<`, `>`, `&`).
+"""
+
+from __future__ import annotations
+
+from ..results_schema import ComparisonResults, DeltaCell, ReportRow
+from .compare import dim_title, fmt, fmt_delta
+
+SNIPPET = 300  # characters of prompt / answer in the Markdown tables (the HTML has more)
+
+
+def md_cell(s: object, limit: int | None = None) -> str:
+    t = "" if s is None else str(s)
+    if limit is not None and len(t) > limit:
+        t = t[:limit] + "…"
+    t = t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    t = t.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("*", "\\*").replace("_", "\\_")
+    t = t.replace("\r\n", "\n").replace("\r", "\n").replace("\n", " ⏎ ")
+    return t
+
+
+def size_text(b: int | None) -> str:
+    return "–" if b is None else f"{b / 2**20:.1f} MiB"
+
+
+def noise_mark(c: DeltaCell) -> str:
+    if c.within_noise is None:
+        return "†"
+    return "≈" if c.within_noise else ""
+
+
+def cell_text(row: ReportRow, c: DeltaCell | None) -> str:
+    if c is None or c.score is None:
+        return "–"
+    if row.role == "baseline" or c.delta is None:
+        return fmt(c.score)
+    return f"{fmt(c.score)} ({fmt_delta(c.delta)}{noise_mark(c)})"
+
+
+def overall_text(row: ReportRow) -> str:
+    if row.overall_score is None:
+        return "–"
+    base = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/8)")
+    d = row.overall_delta
+    if row.role == "baseline" or d is None or d.delta is None:
+        return base
+    return f"{base} ({fmt_delta(d.delta)}{noise_mark(d)})"
+
+
+def summary_table(cmp: ComparisonResults) -> list[str]:
+    ref = {r.run_id: r for r in cmp.runs}
+    head = ["Model"] + [dim_title(d) for d in cmp.dimensions] + ["Overall", "Size", "tok/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in cmp.rows:
+        r = ref[row.run_id]
+        label = row.label + (" (noise floor)" if row.role == "noise_floor" else "")
+        cells = [md_cell(label)] + [cell_text(row, row.cells.get(d)) for d in cmp.dimensions]
+        cells += [overall_text(row), size_text(r.size_bytes), fmt(r.tokens_per_s)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_markdown(cmp: ComparisonResults) -> str:
+    st = cmp.stats
+    out = [
+        "# comptrust report" if cmp.kind == "report" else "# comptrust comparison",
+        "",
+        f"Generated {cmp.created_at} by comptrust {cmp.comptrust_version}. Deltas are vs the dense baseline "
+        f"(first row of each block); CIs: {st.method}, {st.n_boot} replicates, {st.ci_level:.0%} percentile "
+        f"interval, seed {st.seed}.",
+        "",
+        "## Summary",
+        "",
+        *summary_table(cmp),
+        "",
+        "Cells: score (Δ vs baseline). ≈ = the 95% CI of Δ contains 0 (within noise); † = no CI (see notes). "
+        "Overall = mean of the 8 trust dimensions; (k/8) when only k are present (see docs/report.md).",
+        "",
+    ]
+    foot = [md_cell(n) for n in dict.fromkeys(r.group_size_note for r in cmp.runs if r.group_size_note)]
+    if foot:
+        out += ["\\* " + f for f in foot] + [""]
+
+    out += ["## Recommendation", ""] + [md_cell(p) for p in cmp.recommendation.paragraphs] + [""]
+
+    if cmp.seed_families:
+        out += ["## Seed spread", "", "| Variant | Dimension | min | max | std | range | > threshold |",
+                "|---|---|---|---|---|---|---|"]
+        for f in cmp.seed_families:
+            for d, s in f.dimensions.items():
+                out.append(f"| {md_cell(f.label)} | {dim_title(d)} | {fmt(s.min)} | {fmt(s.max)} | {fmt(s.std, 2)} | "
+                           f"{fmt(s.range)} | {'**yes**' if s.exceeds else 'no'} |")
+        out.append("")
+
+    notes = []
+    for row in cmp.rows:
+        for d, c in row.cells.items():
+            if c.note:
+                notes.append(f"- {md_cell(row.label)} / {dim_title(d)}: {md_cell(c.note)}")
+    if notes or cmp.notes:
+        out += ["## Notes", ""] + [f"- {md_cell(n)}" for n in cmp.notes] + notes + [""]
+
+    if cmp.regressions:
+        out += ["## Top regressions", "",
+                "Requests whose per-request utility dropped most (variant − baseline).", ""]
+        for d, diffs in cmp.regressions.items():
+            out += [f"### {dim_title(d)}", "", "| Variant | Request | Δ | Prompt | Dense answer | Variant answer |",
+                    "|---|---|---|---|---|---|"]
+            for x in diffs:
+                out.append(
+                    f"| {md_cell(x.label)} | {md_cell(x.request_id)} | {fmt_delta(x.utility_delta, 2)} | "
+                    f"{md_cell(x.prompt, SNIPPET)} | {md_cell(' ⟂ '.join(x.baseline_texts), SNIPPET)} | "
+                    f"{md_cell(' ⟂ '.join(x.variant_texts), SNIPPET)} |")
+            out.append("")
+
+    out += ["## Provenance", ""]
+    for p in cmp.provenance:
+        b = p.backend
+        out += [f"### {md_cell(p.label)}", "",
+                f"- run: {md_cell(p.run_id)} in {md_cell(p.run_dir)}",
+                f"- backend: {md_cell(b.name)} on {md_cell(b.device or '?')} ({md_cell(b.dtype or '?')})",
+                f"- data: {md_cell(p.data.source or '?')}, {len(p.data.files)} files"
+                + (f", bad rows skipped: {md_cell(p.data.bad_rows_skipped)}" if p.data.bad_rows_skipped else "")]
+        for f, h in p.data.files.items():
+            out.append(f"  - {md_cell(f)} sha256 {md_cell(h)}")
+        for k, v in p.scorers.items():
+            out.append(f"- scorer {md_cell(k)}: {md_cell(v)}")
+        for dev in p.deviations:
+            out.append(f"- deviation: {md_cell(dev)}")
+        for d, ns in p.dimension_notes.items():
+            for n in ns:
+                out.append(f"- {dim_title(d)}: {md_cell(n)}")
+        out.append("")
+    return "\n".join(out)
