@@ -1,0 +1,181 @@
+"""Build a variant: base model + CompressSpec -> variant directory (checkpoint + manifest.json).
+
+Order of work, cheapest checks first: validate the output location, resolve and load the base,
+pick the effective group size, cut the calibration set, compute the fingerprint (an existing
+identical variant is reused, a different one is refused), then compress in a temp directory
+next to the output, save, load the saved checkpoint back and measure it, write the manifest,
+and rename the temp directory into place. A failure at any point leaves no variant behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import CompressionError
+from ..types import stable_hash
+from .calibration import CalibrationSet, build_calibration
+from .groupsize import effective_group_size, quantized_input_widths
+from .manifest import MANIFEST_NAME, BaseRef, GroupSize, Manifest, library_versions
+from .measure import measure_checkpoint
+from .methods import CompressSpec, make_modifiers, recipe_record, recipe_yaml
+from .workarounds import apply_magnitude_pruning, awq_pin_memory_guard
+
+
+def _check_out_dir(out_dir: Path) -> Manifest | None:
+    """The existing variant at out_dir, None if out_dir is absent or empty; refuse anything else."""
+    if not out_dir.exists():
+        if not out_dir.parent.exists():
+            raise CompressionError(f"--out {out_dir}: parent directory {out_dir.parent} does not exist; create it first")
+        return None
+    if not out_dir.is_dir():
+        raise CompressionError(f"--out {out_dir} is a file; pass a new or empty directory")
+    if (out_dir / MANIFEST_NAME).is_file():
+        return Manifest.read(out_dir)
+    if any(out_dir.iterdir()):
+        raise CompressionError(f"--out {out_dir} is not empty and holds no comptrust variant; pass a new or empty directory")
+    return None
+
+
+def variant_fingerprint(base_fp: str, spec: CompressSpec, recipe: dict, calib: CalibrationSet | None, versions: dict) -> str:
+    return stable_hash({
+        "base": base_fp, "recipe": recipe, "request": spec.to_dict(),
+        "calibration": calib.content_hash if calib else None, "seed": spec.seed, "versions": versions,
+    })
+
+
+def _compress(model, tok, spec: CompressSpec, modifiers: list, calib: CalibrationSet | None, ignore: list[str]) -> list[str]:
+    import torch
+
+    torch.manual_seed(spec.seed or 0)
+    notes: list[str] = []
+    if spec.method == "magnitude":
+        apply_magnitude_pruning(model, spec.sparsity, spec.nm, ignore)
+        notes.append("magnitude masks computed and applied directly (llm-compressor's oneshot MagnitudePruningModifier leaves weights untouched)")
+        return notes
+    from llmcompressor import oneshot
+
+    kwargs = {}
+    if calib is not None:
+        kwargs = {"dataset": calib.dataset(), "num_calibration_samples": calib.n_samples,
+                  "max_seq_length": calib.seq_len, "shuffle_calibration_samples": False}
+    guard = awq_pin_memory_guard() if spec.method == "awq" else contextlib.nullcontext(False)
+    with guard as patched:
+        if patched:
+            notes.append("AWQ memory pinning skipped: no accelerator present")
+        oneshot(model=model, tokenizer=tok, recipe=modifiers, **kwargs)
+    return notes
+
+
+def build_variant(
+    spec: CompressSpec,
+    model_ref: str,
+    out_dir: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    trust_remote_code: bool = False,
+    log: Callable[[str], None] = lambda s: None,
+) -> Manifest:
+    """Build (or reuse) the variant of model_ref described by spec at out_dir; returns its manifest."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..models.resolve import resolve_model
+
+    out_dir = Path(out_dir).expanduser().absolute()
+    existing = _check_out_dir(out_dir)
+
+    base = resolve_model(model_ref, cache_dir_override=cache_dir, trust_remote_code=trust_remote_code)
+    if base.kind == "variant":
+        raise CompressionError(
+            f"{model_ref} is already a compressed variant ({base.display_name}); compress its base model "
+            f"{(base.manifest or {}).get('base', {}).get('ref', '')} instead"
+        )
+    tok = AutoTokenizer.from_pretrained(base.path, trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None and tok.eos_token_id is not None:
+        tok.pad_token = tok.eos_token
+    calib = None
+    if spec.needs_calibration:
+        calib = build_calibration(spec.calib, tok, n=spec.n_calib, seq_len=spec.seq_len, seed=spec.seed,
+                                  chat_template=spec.chat_template_calib)
+        log(f"calibration: {calib.n_samples} samples x <= {calib.seq_len} tokens from {calib.source} (hash {calib.content_hash[:12]})")
+
+    t_load = time.time()
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    model.eval()
+    names = {m: n for n, m in model.named_modules()}
+    out_emb = model.get_output_embeddings()
+    ignore = [names[out_emb]] if out_emb is not None and out_emb in names else []
+
+    notes: list[str] = list(base.notes)
+    eff_g = None
+    reason = None
+    if spec.is_quant:
+        widths = quantized_input_widths(model, ignore)
+        eff_g = effective_group_size(spec.group_size, widths.values())
+        if eff_g != spec.group_size:
+            bad = sorted({w for w in widths.values() if w % spec.group_size})
+            reason = (f"group size {spec.group_size} does not divide layer input width(s) {', '.join(map(str, bad))}; "
+                      f"largest valid size <= {spec.group_size} is {eff_g}")
+            notes.append(reason)
+            log(reason)
+    modifiers = make_modifiers(spec, group_size=eff_g if eff_g is not None else 0, ignore=ignore)
+    recipe = recipe_record(spec, modifiers, group_size=eff_g or 0, ignore=ignore)
+    versions = library_versions()
+    fp = variant_fingerprint(base.fingerprint, spec, recipe, calib, versions)
+    if existing is not None:
+        if existing.fingerprint == fp:
+            log(f"{out_dir} already holds this variant ({existing.name}); nothing to do")
+            return existing
+        raise CompressionError(
+            f"--out {out_dir} already holds a different variant ({existing.name}, fingerprint {existing.fingerprint[:12]}); "
+            "pass another --out or delete that directory"
+        )
+
+    tmp = out_dir.parent / f".{out_dir.name}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        t0 = time.time()
+        notes += _compress(model, tok, spec, modifiers, calib, ignore)
+        model.save_pretrained(tmp, save_compressed=True) if spec.method != "magnitude" else model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        wall = time.time() - t0
+        log(f"compressed in {wall:.1f} s (base loaded in {t0 - t_load:.1f} s); measuring the saved checkpoint")
+        del model
+        cfg = json.loads((tmp / "config.json").read_text())
+        qcfg = cfg.get("quantization_config") or {}
+        storage = qcfg.get("format") or "dense"
+        measured = measure_checkpoint(tmp, group_size=eff_g, nm=spec.nm)
+        if measured["output_embedding_sparsity"] and measured["output_embedding_sparsity"] > 0.01:
+            raise CompressionError(f"internal check failed: the output embedding was pruned ({measured['output_embedding_sparsity']:.2%}); please report this")
+        if not spec.is_quant:
+            notes.append("pruned weights are stored dense (compressed-tensors 0.19 has no sparse format): no size gain on disk")
+        name = f"{base.display_name}-{spec.short_name(eff_g)}"
+        manifest = Manifest(
+            name=name, fingerprint=fp,
+            base=BaseRef(ref=base.ref, fingerprint=base.fingerprint, display_name=base.display_name),
+            method=spec.method, kind="quantization" if spec.is_quant else "pruning", bits=spec.bits,
+            symmetric=spec.symmetric, sparsity=spec.sparsity, structure=spec.structure,
+            group_size=GroupSize(requested=spec.group_size if spec.is_quant else None, effective=eff_g, reason=reason),
+            bits_per_weight=measured["bits_per_weight"], size_bytes=measured["size_bytes"],
+            recipe=recipe, recipe_yaml=recipe_yaml(recipe),
+            calibration=calib.record() if calib else None, seed=spec.seed, request=spec.to_dict(),
+            versions=versions, wall_time_s=round(wall, 2),
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            storage_format=storage, measured=measured, notes=notes,
+        )
+        manifest.write(tmp)
+        if out_dir.exists():
+            out_dir.rmdir()  # _check_out_dir guaranteed it is empty
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"wrote {out_dir} ({manifest.name}, fingerprint {fp[:12]})")
+    return manifest
