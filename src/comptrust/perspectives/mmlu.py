@@ -1,0 +1,200 @@
+"""MMLU (benign accuracy), 5-shot, as a dimension of our own pipeline.
+
+How it reaches a chat model: the whole Hendrycks 5-shot prompt (subject header, five solved dev
+questions, the test question ending in "Answer:") is ONE user message; the runner applies the
+model's chat template. comp-trust's mmlu_autogptq.py fed the raw prompt to the model with no
+template; a single user turn is the closest chat-model equivalent and keeps the prompt text
+identical.
+
+Scoring (option `mmlu_scoring`):
+  loglik   (default) lm-eval style: the request carries choices (" A", " B", " C", " D"); the
+           backend returns sum log p(choice | formatted prompt); the prediction is the argmax.
+           Every question gets a prediction, so small models that ramble are not scored on
+           format-following, dense-vs-variant deltas measure knowledge, and it costs one forward
+           pass per question instead of a decode loop. This is the number lm-eval and the Open
+           LLM Leaderboard report.
+  generate comp-trust (paper-faithful): greedy decoding, `mmlu_max_new_tokens` (default 16, as
+           the script); the prediction is the first character of the stripped output; anything
+           but A-D is wrong and counted as a refusal.
+Accuracy is weighted by questions (the paper's sample-weighted mean over subjects); the macro
+mean over subjects and lm-eval's four categories are reported too.
+
+Other options: mmlu_source = auto | bundled | hub | <dir>   (auto: the bundled fixture when the
+data source is the bundled mini set, <data-dir>/data/mmlu when present, else the hub
+`cais/mmlu`); mmlu_ntrain = 5 (demonstrations per prompt, the first k dev questions of the
+subject, as Hendrycks does). Constructor option hub_loader replaces datasets.load_dataset.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from ..benign.mmlu_data import CATEGORIES, LETTERS, MMLUData, build_prompt, load_bundled, load_hub, load_local
+from ..errors import ConfigError
+from ..profiles import stratified_sample
+from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore, stable_hash
+from .base import PerspectiveContext, register
+
+CHOICES = (" A", " B", " C", " D")
+SCORING_MODES = ("loglik", "generate")
+DEFAULTS: dict[str, Any] = {
+    "mmlu_scoring": "loglik",
+    "mmlu_source": "auto",
+    "mmlu_ntrain": 5,
+    "mmlu_max_new_tokens": 16,
+}
+
+
+def parse_letter(text: str) -> str | None:
+    """comp-trust's rule: the first character of the stripped output, if it is A-D."""
+    c = text.strip()[:1]
+    return c if c in LETTERS else None
+
+
+@register
+class MMLU:
+    name: ClassVar[str] = "mmlu"
+    title: ClassVar[str] = "MMLU"
+    is_trust: ClassVar[bool] = False
+
+    def __init__(self, **options: Any) -> None:
+        self.hub_loader: Callable[..., Any] | None = options.pop("hub_loader", None)
+        self.options = options
+
+    # ------------------------------------------------------------ options and data
+
+    def _opts(self, ctx: PerspectiveContext) -> dict[str, Any]:
+        o = {**DEFAULTS, **self.options, **{k: v for k, v in ctx.options.items() if k.startswith("mmlu_")}}
+        if o["mmlu_scoring"] not in SCORING_MODES:
+            raise ConfigError(f"mmlu_scoring={o['mmlu_scoring']!r} is not a scoring mode; use one of: {', '.join(SCORING_MODES)}")
+        try:
+            o["mmlu_ntrain"] = int(o["mmlu_ntrain"])
+            o["mmlu_max_new_tokens"] = int(o["mmlu_max_new_tokens"])
+        except (TypeError, ValueError):
+            raise ConfigError("mmlu_ntrain and mmlu_max_new_tokens must be integers (e.g. mmlu_ntrain=5)") from None
+        if o["mmlu_ntrain"] < 0 or o["mmlu_max_new_tokens"] < 1:
+            raise ConfigError("mmlu_ntrain must be >= 0 and mmlu_max_new_tokens >= 1")
+        return o
+
+    def load(self, ctx: PerspectiveContext) -> MMLUData:
+        src = str(self._opts(ctx)["mmlu_source"])
+        bad = ctx.data.bad_rows
+        if src == "auto":
+            local = ctx.data.root / "data" / "mmlu"
+            if ctx.data.label == "bundled-mini":
+                src = "bundled"
+            elif local.is_dir():
+                return load_local(local, bad)
+            else:
+                src = "hub"
+        if src == "bundled":
+            return load_bundled(bad)
+        if src == "hub":
+            return load_hub(self.hub_loader, bad)
+        return load_local(Path(src), bad)
+
+    # ------------------------------------------------------------ build
+
+    def requests(self, ctx: PerspectiveContext) -> list[Request]:
+        o = self._opts(ctx)
+        data = self.load(ctx)
+        ctx.note(f"MMLU source: {data.source}; {len(data.test)} test questions in {len(data.subjects)} subjects")
+        if data.source == "bundled":
+            ctx.note("MMLU data is comptrust's bundled fixture (our own questions), not MMLU: "
+                     "its accuracy is a pipeline check, not a benchmark figure")
+        k = o["mmlu_ntrain"]
+        for subject in data.subjects:
+            have = len(data.dev.get(subject, []))
+            if have < k:
+                ctx.note(f"MMLU {subject}: only {have} of {k} dev demonstrations available; prompts use {have}")
+        items = stratified_sample(data.test, lambda q: q.subject, ctx.profile.per_group, ctx.seed, ctx.limit)
+        loglik = o["mmlu_scoring"] == "loglik"
+        if loglik:
+            params = GenParams(max_new_tokens=1)
+            ctx.note("MMLU scoring: loglik (argmax of log p(' A'..' D' | prompt), lm-eval style)")
+        else:
+            n_new = o["mmlu_max_new_tokens"]
+            cap = ctx.profile.max_new_tokens_cap
+            if cap is not None and n_new > cap:
+                n_new = cap
+                ctx.note(f"MMLU max_new_tokens capped at {cap} by profile {ctx.profile.name}")
+            params = GenParams(max_new_tokens=n_new, temperature=0.0)
+            ctx.note(f"MMLU scoring: generate (greedy, {n_new} new tokens, first character of the "
+                     "stripped output; not A-D = wrong and counted as refusal, as comp-trust)")
+        seen: Counter[str] = Counter()
+        out = []
+        for q in items:
+            base = f"mmlu/{q.subject}/{stable_hash([q.question, list(q.choices), q.answer], 12)}"
+            seen[base] += 1
+            rid = base if seen[base] == 1 else f"{base}-{seen[base]}"
+            prompt = build_prompt(q, data.dev.get(q.subject, [])[:k])
+            out.append(Request(
+                id=rid, group=q.subject, messages=(Message("user", prompt),), params=params,
+                meta={"subject": q.subject, "answer": q.answer_letter, "scoring": o["mmlu_scoring"], "where": q.where},
+                choices=CHOICES if loglik else (),
+            ))
+        return out
+
+    # ------------------------------------------------------------ score
+
+    def score(self, gen: Generation) -> SampleScore:
+        req = gen.request
+        answer = req.meta["answer"]
+        if req.choices and gen.logprobs:
+            if len(gen.logprobs) != len(req.choices):
+                raise ValueError(f"{req.id}: {len(gen.logprobs)} logprobs for {len(req.choices)} choices")
+            best = max(range(len(gen.logprobs)), key=lambda i: (gen.logprobs[i], -i))  # ties -> first
+            pred = LETTERS[best]
+            return SampleScore(req.id, req.group, {"correct": float(pred == answer)}, refusal=0.0,
+                               parsed=pred, meta={"mode": "loglik", "logprobs": list(gen.logprobs)})
+        if not gen.texts:
+            raise ValueError(f"{req.id}: generation has neither logprobs nor texts")
+        preds = [parse_letter(t) for t in gen.texts]
+        n = len(preds)
+        correct = sum(p == answer for p in preds) / n
+        refusal = sum(p is None for p in preds) / n
+        # A backend that cannot score log-likelihoods may answer a loglik request with text.
+        mode = "generate-fallback" if req.choices else "generate"
+        return SampleScore(req.id, req.group, {"correct": correct}, refusal=refusal,
+                           parsed=preds[0] if n == 1 else preds, meta={"mode": mode})
+
+    # ------------------------------------------------------------ aggregate
+
+    def aggregate(self, scores: list[SampleScore], ctx: PerspectiveContext) -> DimensionResult:
+        notes = list(ctx.notes)
+        if not scores:
+            notes.append("MMLU: no scored questions")
+            return DimensionResult(self.name, None, None, notes=notes)
+        by_subject: dict[str, list[SampleScore]] = defaultdict(list)
+        for s in scores:
+            by_subject[s.group].append(s)
+        per_subject = {}
+        for subj, ss in sorted(by_subject.items()):
+            c = sum(s.values["correct"] for s in ss)
+            per_subject[subj] = {"accuracy": 100.0 * c / len(ss), "n": len(ss), "correct": c,
+                                 "refusal_rate": sum(s.refusal for s in ss) / len(ss),
+                                 "category": CATEGORIES.get(subj, "unknown")}
+        total = len(scores)
+        acc = 100.0 * sum(s.values["correct"] for s in scores) / total
+        cats: dict[str, list[SampleScore]] = defaultdict(list)
+        for s in scores:
+            cats[CATEGORIES.get(s.group, "unknown")].append(s)
+        categories = {c: 100.0 * sum(s.values["correct"] for s in ss) / len(ss) for c, ss in sorted(cats.items())}
+        modes = Counter(s.meta.get("mode", "?") for s in scores)
+        if modes.get("generate-fallback"):
+            notes.append(f"MMLU: {modes['generate-fallback']} loglik requests were answered with text by the "
+                         "backend and scored by the first-letter rule")
+        return DimensionResult(
+            dimension=self.name,
+            score=acc,
+            refusal_rate=sum(s.refusal for s in scores) / total,
+            subscores={subj: v["accuracy"] for subj, v in per_subject.items()},
+            counts={"questions": total, "subjects": len(per_subject),
+                    "refusals": int(round(sum(s.refusal for s in scores)))},
+            notes=notes,
+            extra={"per_subject": per_subject, "categories": categories,
+                   "macro_accuracy": sum(v["accuracy"] for v in per_subject.values()) / len(per_subject),
+                   "scoring_modes": dict(modes)},
+        )
