@@ -386,3 +386,16 @@ def test_dimension_score_from_result_and_schema_doc_up_to_date():
     doc = ROOT / "docs" / "results-schema.md"
     assert doc.read_text() == render_schema_markdown(), (
         "docs/results-schema.md is stale: run `python -m comptrust.results_schema > docs/results-schema.md`")
+
+
+def test_runs_sharing_a_run_id_get_distinct_keys(tmp_path):
+    dv = dense_vectors(0)
+    d = write_run(tmp_path / "a", "run", kind="dense", fingerprint="fp", vectors={"ood": dv["ood"]})
+    v = write_run(tmp_path / "b", "run", kind="variant", fingerprint="fv", base_fingerprint="fp",
+                  vectors={"ood": flip(dv["ood"], down=2)}, compression=CompressionInfo(method="rtn", bits=8))
+    with (v / "samples" / "ood.jsonl").open("a") as f:  # the runner adds logprobs for multiple-choice requests
+        f.write('{"request_id": "mc", "group": "g0", "values": {"correct": 1.0}, "logprobs": [-1.5, -0.2]}\n')
+    cmp = generate_report([d, v], tmp_path / "o", options=OPTS, aggregator=fast_aggregator).comparison
+    assert [r.run_id for r in cmp.rows] == ["run@a", "run@b"]
+    assert cmp.rows[1].baseline_run_id == "run@a" and cmp.rows[1].cells["ood"].delta == pytest.approx(-5.0)
+    assert cmp.rows[1].cells["ood"].n_unpaired_variant == 1

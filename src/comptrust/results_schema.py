@@ -165,6 +165,7 @@ class SampleRecord(_Strict):
     meta: dict[str, Any] = Field(default_factory=dict)
     prompt: str = ""
     texts: list[str] = Field(default_factory=list)
+    logprobs: list[float] = Field(default_factory=list, description="log-likelihood per choice (multiple-choice requests)")
 
     @classmethod
     def from_score(cls, s: SampleScore, prompt: str = "", texts: typing.Sequence[str] = ()) -> "SampleRecord":

@@ -58,11 +58,17 @@ def generate_report(
 ) -> ReportFiles:
     if not run_dirs:
         raise ConfigError("no run directories given; pass one or more RUN_DIRs written by `comptrust eval`")
-    runs: list[LoadedRun] = load_runs(list(run_dirs))
+    run_dirs = list(run_dirs)
+    resolved = [Path(d).expanduser().resolve() for d in run_dirs]
+    extra = []
+    if baseline is not None and Path(baseline).expanduser().resolve() not in resolved:
+        extra.append(baseline)
+    all_runs: list[LoadedRun] = load_runs(run_dirs + extra + list(noise_floor or []))
+    runs = all_runs[: len(run_dirs)]
     base = None
     if baseline is not None:
         bpath = Path(baseline).expanduser().resolve()
-        base = next((r for r in runs if r.dir.resolve() == bpath), None) or load_run(baseline)
-    nf = [load_run(d) for d in (noise_floor or [])]
+        base = next(r for r in all_runs if r.dir.resolve() == bpath)
+    nf = all_runs[len(run_dirs) + len(extra):]
     cmp = build_comparison(runs, kind=kind, baseline=base, noise_floor=nf, options=options, aggregator=aggregator)
     return write_report(cmp, out_dir)

@@ -136,7 +136,7 @@ def assign_baselines(runs: list[LoadedRun], baseline: LoadedRun | None = None) -
     """run_id -> its baseline (None for the baselines themselves)."""
     ids: dict[str, LoadedRun] = {}
     for r in runs:
-        if r.run_id in ids:
+        if r.run_id in ids:  # load_runs gives distinct keys; only reachable from direct API use
             raise BaselineError(f"{ids[r.run_id].dir} and {r.dir} share run_id {r.run_id!r}; pass each run once")
         ids[r.run_id] = r
     if baseline is not None:

@@ -24,10 +24,11 @@ class LoadedRun:
     dir: Path
     results: RunResults
     _samples: dict[str, list[SampleRecord] | None] = field(default_factory=dict, repr=False)
+    key: str = ""  # unique among the runs of one report (run ids are dir names, so may repeat)
 
     @property
     def run_id(self) -> str:
-        return self.results.run_id
+        return self.key or self.results.run_id
 
     def samples(self, dimension: str) -> list[SampleRecord] | None:
         """The per-request records of one dimension, or None when the file is absent."""
@@ -105,7 +106,27 @@ def load_runs(run_dirs: list[str | Path]) -> list[LoadedRun]:
         if key in seen:
             raise RunDirError(f"{r.dir}: given twice; pass each run directory once")
         seen[key] = r.dir
+    unique_keys(runs)
     return runs
+
+
+def unique_keys(runs: list[LoadedRun]) -> None:
+    """Give runs that share a run_id (e.g. a/dense and b/dense) distinct keys: the run_id
+    followed by as many parent folder names as needed."""
+    for r in runs:
+        r.key = r.results.run_id
+    for depth in range(1, 64):
+        counts: dict[str, int] = {}
+        for r in runs:
+            counts[r.key] = counts.get(r.key, 0) + 1
+        dups = [r for r in runs if counts[r.key] > 1]
+        if not dups:
+            return
+        for r in dups:
+            parts = r.dir.resolve().parts
+            r.key = f"{r.results.run_id}@" + "/".join(parts[max(1, len(parts) - 1 - depth):-1] or ("?",))
+    for i, r in enumerate(runs):  # identical paths cannot happen (checked above); belt and braces
+        r.key = f"{r.results.run_id}#{i}"
 
 
 def is_run_dir(path: Path) -> bool:
