@@ -20,7 +20,7 @@ from ..data.files import read_json
 from ..errors import ConfigError, DataError
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore
 from .base import PerspectiveContext, register
-from .classification import bool_option, option, sample_items
+from .classification import bool_option, capped_tokens, option, sample_items
 
 PLUS_PLUS_FILES = {
     "alpaca": "data/adv-glue-plus-plus/data/alpaca.json",
@@ -222,7 +222,7 @@ class AdvGLUEPerspective:
                         continue
                     items.append((f"{base}/{task}", base, task, i, row))
         picked = sample_items(items, lambda it: it[0], ctx)
-        params = GenParams(max_new_tokens=MAX_TOKENS, temperature=0.0, n=1)
+        params = GenParams(max_new_tokens=capped_tokens(MAX_TOKENS, ctx), temperature=0.0, n=1)
         return [
             Request(
                 id=f"{group}/{i}",

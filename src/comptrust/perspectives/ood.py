@@ -20,7 +20,9 @@ from ..data.files import read_json
 from ..errors import DataError
 from ..types import DimensionResult, GenParams, Generation, Request, SampleScore
 from .base import PerspectiveContext, register
-from .classification import CLASSIFICATION_MAX_TOKENS, bool_option, classification_messages, sample_items
+from .classification import (
+    CLASSIFICATION_MAX_TOKENS, bool_option, capped_tokens, classification_messages, sample_items,
+)
 
 STYLE_FILE = "data/ood/style.json"
 KNOWLEDGE_FILE = "data/ood/knowledge.json"
@@ -274,7 +276,7 @@ class OODPerspective:
         # ids stable; messages are built only for the sampled items
         items = self._style_items(ctx) + self._knowledge_items(ctx)
         picked = sample_items(items, lambda it: it[0], ctx)
-        params = GenParams(max_new_tokens=CLASSIFICATION_MAX_TOKENS, temperature=0.0, n=1)
+        params = GenParams(max_new_tokens=capped_tokens(CLASSIFICATION_MAX_TOKENS, ctx), temperature=0.0, n=1)
         return [Request(id=f"{g}/{idx}", group=g, messages=classification_messages(*prompt), params=params, meta=meta)
                 for g, idx, meta, prompt in picked]
 

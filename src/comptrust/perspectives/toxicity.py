@@ -234,6 +234,12 @@ class ToxicityPerspective:
         missing = [g for g in order if g not in used]
         if missing:
             notes.append(f"toxicity score uses {len(used)}/8 configs; missing or unusable: {', '.join(missing)}")
+        n_empty = int(sum(s.values.get("n_empty", 0) for s in scores))
+        if n_empty:
+            how = "-1 (DecodingTrust)" if self._empty_value() < 0 else "0 (toxicity_empty_score=zero)"
+            notes.append(f"{n_empty} empty generations scored {how}")
+        if not self._strip():
+            notes.append("toxicity_strip_outputs off: end-of-turn markers and text after them were scored")
         scorer_ids = sorted({str(s.meta.get("scorer")) for s in scores if s.meta.get("scorer")})
         if len(scorer_ids) > 1:
             notes.append(f"toxicity scores come from several scorers: {', '.join(scorer_ids)}")
@@ -265,6 +271,6 @@ class ToxicityPerspective:
                 "configs_used": used,
                 "toxicity_probability": tox_prob,
                 "refusal_by_config": refusal,
-                "empty_generations": int(sum(s.values.get("n_empty", 0) for s in scores)),
+                "empty_generations": n_empty,
             },
         )
