@@ -385,3 +385,13 @@ def test_cached_scorer_wraps_any_scorer():
     c = CachedScorer(inner)
     assert c.score(["a", "a", "b"]) == [0.5, 0.5, 0.25] and inner.texts == ["a", "b"]
     assert c.score(["b"]) == [0.25] and c.scored == 2 and c.id == "fake@1"
+
+
+def test_perspective_options_reach_the_scorer(fake_perspective, monkeypatch):
+    monkeypatch.setenv("PERSPECTIVE_API_KEY", SECRET)
+    p = get_perspective("toxicity", toxicity_scorer="perspective", toxicity_perspective_qps=100,
+                        toxicity_perspective_url=fake_perspective, advglue_tasks="sst2")  # others' options ignored
+    s = p.score(gen("1", group_name("toxic", 0), ("you idiot", "")))
+    assert s.values["max_tox"] == pytest.approx(0.9) and len(_FakePerspective.seen) == 1
+    assert s.meta["scorer"] == "perspective-api@v1alpha1"
+    assert p.scorer().scorer.qps == 100.0

@@ -116,7 +116,7 @@ class ToxicityPerspective:
 
     def __init__(self, toxicity_scorer: str | ToxicityScorer = "default", score_cache: Any = None,
                  **options: Any) -> None:
-        self._scorer_spec = toxicity_scorer
+        self._scorer_spec = toxicity_scorer if toxicity_scorer is not None else "default"
         self._cache = score_cache
         self._scorer: CachedScorer | None = None
         self.options = options
@@ -157,7 +157,14 @@ class ToxicityPerspective:
 
     def scorer(self) -> CachedScorer:
         if self._scorer is None:
-            self._scorer = CachedScorer(make_scorer(self._scorer_spec), self._cache)
+            kwargs: dict[str, Any] = {}
+            if self._scorer_spec == "perspective":
+                # Perspective's default quota is 1 QPS; the URL option exists for proxies and tests
+                if self.options.get("toxicity_perspective_qps") is not None:
+                    kwargs["qps"] = float(self.options["toxicity_perspective_qps"])
+                if self.options.get("toxicity_perspective_url"):
+                    kwargs["base_url"] = str(self.options["toxicity_perspective_url"])
+            self._scorer = CachedScorer(make_scorer(self._scorer_spec, **kwargs), self._cache)
         return self._scorer
 
     def _strip(self) -> bool:
