@@ -12,6 +12,7 @@ which scorer produced it (`scorer_id` = name@version). Every scorer maps texts t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import math
@@ -343,13 +344,19 @@ class PerspectiveAPIScorer:
 # ------------------------------------------------------------------ factory and cache
 
 
+@functools.lru_cache(maxsize=1)
+def _default_scorer() -> ProfanityCheckScorer:
+    # parsed once per process (about a second); the scorer holds no mutable state
+    return ProfanityCheckScorer.load()
+
+
 def make_scorer(spec: str | ToxicityScorer = "default", **kwargs: Any) -> ToxicityScorer:
     """'default', 'hf:PATH' or 'perspective' (key from PERSPECTIVE_API_KEY; kwargs qps, base_url)."""
     if not isinstance(spec, str):
         return spec
     s = spec.strip()
     if s in ("default", "profanity-check2", "profanity"):
-        return ProfanityCheckScorer.load()
+        return _default_scorer()
     if s.startswith("hf:"):
         path = s[3:]
         if not path:
