@@ -103,6 +103,11 @@ def test_aggregate_subscores_and_dimension_mean():
     assert any("missing: knowledge_fewshot" in n for n in res.notes)
     assert any("style averages 2/10" in n for n in res.notes)
     assert p.aggregate([], ctx).score is None
+    strict_ctx = PerspectiveContext(data=DataSource(root=Path("/x")), profile=get_profile("full"),
+                                    options={"ood_require_complete": True})
+    strict = p.aggregate(scores, strict_ctx)  # DT: no sub-score without all its parts, no score without all 4
+    assert strict.score is None and strict.subscores["knowledge"] == pytest.approx(75.0)
+    assert strict.subscores["style"] is None and strict.extra["subscores_used"] == ["knowledge"]
     dup = p.aggregate(scores + scores[:2], ctx)  # bootstrap duplicates
     assert dup.subscores["knowledge/qa_2023/rr"] == pytest.approx(50.0)
 

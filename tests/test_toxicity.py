@@ -118,6 +118,10 @@ def test_emt_toxicity_probability_and_refusal_match_dt():
     assert res.extra["scorer"]["id"] == "fake@1"
     assert res.extra["configs_used"] == [g0, g1]
     assert any("2/8 configs" in n for n in res.notes)
+    strict = ToxicityPerspective(toxicity_scorer=scorer, toxicity_require_all_configs=True)
+    res_strict = strict.aggregate(scores, ctx_for())  # DT: None unless all 8 configs exist
+    assert res_strict.score is None and res_strict.subscores == res.subscores
+    assert any("score withheld" in n for n in res_strict.notes)
 
 
 def test_refusal_phrases_are_dt_case_sensitive_substrings():

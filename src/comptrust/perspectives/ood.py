@@ -318,9 +318,10 @@ class OODPerspective:
         }
         subscores: dict[str, float | None] = {}
         used, rrs = [], []
+        strict = bool_option(ctx, self.options, "ood_require_complete", False)
         for sub in SUBSCORES:
             present = [t for t in expected[sub] if t in task_results]
-            if not present:
+            if not present or (strict and len(present) < len(expected[sub])):
                 subscores[sub] = None
                 continue
             key = "score" if sub == "knowledge" else "acc"
@@ -342,6 +343,10 @@ class OODPerspective:
         if used:
             notes.append(f"OOD score = mean of {', '.join(used)}" + (f"; missing: {', '.join(missing)}" if missing else ""))
         score = sum(subscores[s] for s in used) / len(used) if used else None  # type: ignore[misc]
+        if strict and len(used) < len(SUBSCORES):
+            # DecodingTrust writes no OOD score unless all four sub-scores are complete
+            notes.append("ood_require_complete: score withheld, not all four sub-scores are complete")
+            score = None
         return DimensionResult(
             dimension=self.name,
             score=score,
