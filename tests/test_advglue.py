@@ -37,6 +37,7 @@ CASES = [
     ('Sentiment: "positive"', "sst2", -1, 1),  # DT deletes quoted spans everywhere
     ('"positive" is my answer: negative', "sst2", 0, -1),
     ("", "sst2", -1, -1),
+    ('I say "i": positive', "sst2", -1, 1),  # the quoted "i" is deleted everywhere: "postve"
     ("I don't know", "qqp", 0, -1),  # "no" inside "know"
     ("I cannot tell", "qqp", 0, -1),  # "no" inside "cannot"
     ("yes", "qqp", 1, 1),
