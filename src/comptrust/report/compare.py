@@ -7,6 +7,7 @@ reads only the ComparisonResults this module returns.
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections import defaultdict
@@ -208,6 +209,13 @@ def _truncate(s: str) -> str:
     return s[:MAX_TEXT] + f" … [{len(s) - MAX_TEXT} more characters]"
 
 
+def _answers(r: SampleRecord) -> list[str]:
+    if r.texts:
+        return [_truncate(t) for t in r.texts]
+    # log-likelihood (multiple-choice) requests have no text: show the parsed choice instead
+    return [] if r.parsed is None else [_truncate(f"(parsed) {json.dumps(r.parsed, ensure_ascii=False, default=str)}")]
+
+
 def _sample_diffs(run: LoadedRun, label: str, dim: str, base_recs: list[SampleRecord],
                   var_recs: list[SampleRecord], agg: DimAggregator) -> list[SampleDiff]:
     """Per-request utility change (variant - baseline), most negative first."""
@@ -229,7 +237,7 @@ def _sample_diffs(run: LoadedRun, label: str, dim: str, base_recs: list[SampleRe
             run_id=run.run_id, label=label, dimension=dim, request_id=rid, group=b.group,
             utility_delta=float(uv - ub), ranked_by=how, baseline_values=dict(b.values),
             variant_values=dict(v.values), prompt=_truncate(v.prompt or b.prompt),
-            baseline_texts=[_truncate(t) for t in b.texts], variant_texts=[_truncate(t) for t in v.texts],
+            baseline_texts=_answers(b), variant_texts=_answers(v),
         ))
     out.sort(key=lambda d: (d.utility_delta, d.request_id))
     return out
