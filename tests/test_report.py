@@ -193,6 +193,9 @@ def test_markdown_escaping_and_table_shape(report):
     assert "&lt;script&gt;window.\\_\\_pwned=1&lt;/script&gt;" in md and "<script" not in md
     assert "| SparseGPT 50% | 67.5 (+0.0≈)" in md and "42.5 (−20.0) |" in md
     assert "## Provenance" in md and "## Top regressions" in md and "## Seed spread" in md
+    assert "- compression: method gptq, bits 4, group size requested 128, group size effective 64" in md
+    assert "- backend: hf on cpu (float32)" in md and "detoxify-original 0.5.2" in md
+    assert "- Privacy: understanding: q1 only \\| as DT &lt;does&gt;" in md
 
 
 def test_worst_regressions_ranked_by_per_request_delta(report):

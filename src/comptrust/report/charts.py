@@ -135,12 +135,15 @@ def seed_spread_chart(cmp: ComparisonResults) -> str | None:
         for j, d in enumerate(dims):
             s = f.dimensions[d]
             ax.vlines(j, s.min, s.max, color="#d62728" if s.exceeds else "#1f77b4", lw=3, alpha=0.6)
+            ax.annotate(f"{s.range:.1f}", (j, s.max), textcoords="offset points", xytext=(0, 4), ha="center",
+                        fontsize=7, color="#d62728" if s.exceeds else "#555555")
             ys = [f.scores[rid].get(d) for rid in f.run_ids]
             ax.scatter([j] * len([y for y in ys if y is not None]), [y for y in ys if y is not None],
                        color="#222222", s=10, zorder=3)
         ax.set_xticks(range(len(dims)), [_title(d) for d in dims], fontsize=8)
         ax.set_ylabel("score", fontsize=8)
-        ax.set_title(_lbl(f"{f.label}: seeds {', '.join(str(s) for s in f.seeds)} (red: range > {f.threshold:g})"), fontsize=9)
+        ax.margins(y=0.15)
+        ax.set_title(_lbl(f"{f.label}: seeds {', '.join(str(s) for s in f.seeds)} (numbers: range; red: > {f.threshold:g})"), fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return _svg(fig, "seeds")

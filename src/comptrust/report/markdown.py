@@ -118,15 +118,27 @@ def render_markdown(cmp: ComparisonResults) -> str:
             out.append("")
 
     out += ["## Provenance", ""]
+    refs = {r.run_id: r for r in cmp.runs}
     for p in cmp.provenance:
-        b = p.backend
+        b, ref = p.backend, refs[p.run_id]
+        c = ref.compression
+        comp = "none (dense)" if c is None else ", ".join(
+            f"{k} {v}" for k, v in [("method", c.method), ("bits", c.bits), ("sparsity", c.sparsity),
+                                    ("structure", c.structure), ("group size requested", c.group_size_requested),
+                                    ("group size effective", c.group_size_effective), ("calibration", c.calib_source),
+                                    ("n_calib", c.n_calib), ("seed", c.seed)] if v is not None)
         out += [f"### {md_cell(p.label)}", "",
                 f"- run: {md_cell(p.run_id)} in {md_cell(p.run_dir)}",
+                f"- model: {md_cell(ref.display_name)}, fingerprint {md_cell(ref.fingerprint)}; chat template "
+                f"{md_cell(ref.chat_template or '?')}" + ("; system prompt merged into the first user turn" if ref.system_role_merged else ""),
+                f"- compression: {md_cell(comp)}",
                 f"- backend: {md_cell(b.name)} on {md_cell(b.device or '?')} ({md_cell(b.dtype or '?')})",
                 f"- data: {md_cell(p.data.source or '?')}, {len(p.data.files)} files"
                 + (f", bad rows skipped: {md_cell(p.data.bad_rows_skipped)}" if p.data.bad_rows_skipped else "")]
         for f, h in p.data.files.items():
             out.append(f"  - {md_cell(f)} sha256 {md_cell(h)}")
+        for n in ref.model_notes:
+            out.append(f"- model note: {md_cell(n)}")
         for k, v in p.scorers.items():
             out.append(f"- scorer {md_cell(k)}: {md_cell(v)}")
         for dev in p.deviations:
