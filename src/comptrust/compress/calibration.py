@@ -10,7 +10,9 @@ Sources
 Two ways to cut samples, matching the reference implementations:
   text      documents are tokenized and joined (EOS between documents), cut into consecutive
             windows of exactly seq_len tokens, and n windows are drawn with a seeded RNG
-            (wanda's C4 loader and llm-awq's Pile loader both use fixed-length windows);
+            (wanda's C4 loader and llm-awq's Pile loader both use fixed-length windows); when
+            the text holds fewer than n disjoint windows, n seeded random window starts are
+            drawn instead (overlapping, as wanda's loader allows) and a note says so;
   examples  instruction records are one sample each, truncated to seq_len, n records drawn
             with a seeded RNG (the paper's GPTQ: `random.sample(alpaca, 128)` with --seed).
 With chat_template=True every sample is wrapped in the model's chat template first: an
@@ -185,15 +187,22 @@ def build_calibration(
             stream.extend(ids)
             if eos is not None:
                 stream.append(eos)
-    windows = [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
-    if len(windows) < n:
-        raise CompressionError(
-            f"calibration source {calib} gives {len(windows)} windows of {seq_len} tokens, fewer than --n-calib {n}; "
-            "lower --n-calib or --seq-len, or use a larger source"
-        )
-    picked = sorted(rng.sample(range(len(windows)), n))
-    samples = [windows[i] for i in picked]
     notes = []
+    if len(stream) < seq_len:
+        raise CompressionError(
+            f"calibration source {calib} has {len(stream)} tokens, fewer than one --seq-len {seq_len} window; "
+            "lower --seq-len or use a larger source"
+        )
+    windows = [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
+    if len(windows) >= n:
+        picked = sorted(rng.sample(range(len(windows)), n))
+        samples = [windows[i] for i in picked]
+    else:
+        # Too little text for n disjoint windows: draw n seeded random window starts instead, as
+        # wanda's C4 loader does (windows may overlap). Recorded, so the overlap is never hidden.
+        starts = sorted(rng.randrange(0, len(stream) - seq_len + 1) for _ in range(n))
+        samples = [stream[i : i + seq_len] for i in starts]
+        notes.append(f"source has {len(stream)} tokens < {n} x {seq_len}: {n} random (overlapping) windows drawn")
     if chat_template:
         texts = [tokenizer.decode(s) for s in samples]
         samples = [tokenizer(_chat(tokenizer, [{"role": "user", "content": t}]), add_special_tokens=True)["input_ids"][:seq_len] for t in texts]
