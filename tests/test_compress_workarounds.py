@@ -137,3 +137,20 @@ def test_llmcompressor_magnitude_oneshot_is_still_a_noop(tmp_path):
     oneshot(model=model, recipe=[MagnitudePruningModifier(targets="re:.*proj", init_sparsity=0.5, final_sparsity=0.5, start=0, end=1)])
     w = model.model.layers[0].mlp.up_proj.weight
     assert float((w == 0).float().mean()) < 0.1
+
+
+def test_build_refuses_a_variant_whose_output_embedding_was_pruned(tmp_path, monkeypatch):
+    """Without the problem-3 fix, SparseGPT prunes lm_head; build's own check must catch that
+    and leave no variant behind."""
+    from comptrust.compress import build
+    from comptrust.compress.methods import CompressSpec
+    from comptrust.testing import make_tiny_model
+
+    base = make_tiny_model(tmp_path / "m", num_layers=1)
+    calib = tmp_path / "c.txt"
+    calib.write_text("the quick brown fox jumps over the lazy dog " * 40)
+    monkeypatch.setattr(workarounds, "pruning_ignore", lambda names: list(names))  # undo the fix
+    spec = CompressSpec.make("sparsegpt", calib=str(calib), n_calib=2, seq_len=16)
+    with pytest.raises(CompressionError, match="output embedding was pruned"):
+        build.build_variant(spec, str(base), tmp_path / "v")
+    assert not (tmp_path / "v").exists() and not list(tmp_path.glob(".*building*"))
