@@ -26,13 +26,12 @@ from .data.source import DataSource
 from .errors import ConfigError
 from .models.chat import ChatFormatter
 from .models.resolve import ResolvedModel, resolve_model
-from .perspectives.base import TRUST_DIMENSIONS, PerspectiveContext, get_perspective
+from .perspectives.base import PerspectiveContext, get_perspective
 from .profiles import get_profile
+from .results_schema import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
+from .results_schema import RunResults, compute_overall
 from .store import Store, request_key
 from .types import Generation, Request, SampleScore
-
-RESULTS_SCHEMA_VERSION = "1.0"
-
 
 @dataclass
 class EvalConfig:
@@ -250,22 +249,6 @@ def write_samples(out_dir: Path, name: str, gens: list[Generation], scores: list
     _atomic_write(out_dir / "samples" / f"{name}.jsonl", "\n".join(lines) + "\n")
 
 
-def compute_overall(dimensions: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Overall scores, defined in docs/report.md: trust_mean = mean of the 8 trust dimensions (only
-    when all 8 have a score); trust_mean_present = mean over those present; paper_mean_with_mmlu =
-    the project page's 'Overall' (8 dimensions + MMLU)."""
-    present = [d for d in TRUST_DIMENSIONS if dimensions.get(d, {}).get("score") is not None]
-    vals = [dimensions[d]["score"] for d in present]
-    all8 = len(present) == len(TRUST_DIMENSIONS)
-    mmlu = dimensions.get("mmlu", {}).get("score")
-    return {
-        "trust_mean": sum(vals) / len(vals) if all8 else None,
-        "trust_mean_present": sum(vals) / len(vals) if vals else None,
-        "dimensions_used": present,
-        "paper_mean_with_mmlu": (sum(vals) + mmlu) / 9 if all8 and mmlu is not None else None,
-    }
-
-
 def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Plan, int], None] | None = None,
              on_start: Callable[[int], ProgressFn] | None = None) -> dict[str, Any]:
     plan = plan or build_plan(cfg)
@@ -293,6 +276,8 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
                 scorers[name] = d["extra"]["scorer"]
             write_samples(out, name, gl, scores)
     results = _results_doc(cfg, plan, dims, eff, prev_results, scorers)
+    # Validate against the published schema before writing, so drift fails here, not in a report.
+    results = RunResults.model_validate(results).model_dump(mode="json")
     _atomic_write(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False, default=str))
     return results
 
@@ -349,7 +334,7 @@ def _results_doc(cfg: EvalConfig, plan: Plan, dims: dict, eff: dict, prev: dict 
         "profile": {"name": cfg.profile, "seed": cfg.seed, "limit": cfg.limit, "n_samples": get_profile(cfg.profile).n_samples},
         "options": {k: v for k, v in cfg.options.items() if isinstance(v, (str, int, float, bool, type(None)))},
         "dimensions": dims,
-        "overall": compute_overall(dims),
+        "overall": compute_overall({k: v.get("score") for k, v in dims.items()}).model_dump(),
         "provenance": {"data": plan.data.provenance(), "scorers": scorers, "deviations": deviations},
         "versions": _versions(),
     }
