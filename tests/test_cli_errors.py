@@ -91,3 +91,17 @@ def test_corrupt_data_row_skipped_and_counted(capsys, tmp_path, tiny_model):
     res = json.loads((out / "results.json").read_text())
     skipped = res["provenance"]["data"]["bad_rows_skipped"]
     assert sum(skipped.values()) == 1 and "stereotype_bias_data.jsonl" in next(iter(skipped))
+
+
+def test_unknown_toxicity_scorer_fails_before_generation(capsys, tmp_path, tiny_model):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "eval", "--model", str(tiny_model), "--perspectives", "toxicity",
+                           "--toxicity-scorer", "bogus", "--out", str(out))
+    _assert_clean_error(code, err, out, "unknown toxicity scorer 'bogus'")
+
+
+def test_hub_data_source_offline_is_a_clean_error(capsys, tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("COMPTRUST_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "eval", "--model", str(tiny_model), "--data-dir", "hub", "--out", str(out))
+    _assert_clean_error(code, err, out, "AI-Secure/DecodingTrust", "--data-dir")

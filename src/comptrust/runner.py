@@ -105,7 +105,17 @@ def _with_sampling_seed(req: Request, seed: int) -> Request:
 def make_data_source(data_dir: Path | None, on_bad_row: str) -> DataSource:
     if on_bad_row not in ("fail", "skip"):
         raise ConfigError(f"--on-bad-row must be fail or skip, not {on_bad_row!r}")
-    return DataSource.bundled(on_bad_row) if data_dir is None else DataSource.from_dir(data_dir, on_bad_row)
+    if data_dir is None:
+        return DataSource.bundled(on_bad_row)
+    text = str(data_dir)
+    if (text == "hub" or text.startswith("hub@")) and not Path(text).exists():
+        # the HF hub dataset AI-Secure/DecodingTrust, materialised once into the DT layout
+        from .data.hub import HubSource
+        from .models.resolve import cache_dir
+
+        revision = text.partition("@")[2] or None
+        return HubSource(cache_dir=cache_dir() / "data", revision=revision).data_source(on_bad_row=on_bad_row)
+    return DataSource.from_dir(data_dir, on_bad_row)
 
 
 def load_tokenizer(resolved: ResolvedModel):
@@ -120,6 +130,9 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
         raise ConfigError("no perspectives given; pass --perspectives stereotype (see `comptrust ls`)")
     profile = get_profile(cfg.profile)
     perspectives = {name: get_perspective(name, **cfg.options) for name in cfg.perspectives}
+    for p in perspectives.values():
+        if hasattr(p, "validate"):
+            p.validate()
     data = make_data_source(cfg.data_dir, cfg.on_bad_row)
     resolved = resolved or resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
     tokenizer = tokenizer or load_tokenizer(resolved)

@@ -50,7 +50,8 @@ def register(app: typer.Typer) -> None:
     def eval_cmd(
         model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="embedded:NAME, HF id, checkpoint/variant dir, or .gguf file"),
         perspectives: str = typer.Option("stereotype", "--perspectives", "-p", help="comma-separated (see `comptrust ls`)"),
-        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="DecodingTrust checkout (holds data/); default: the bundled mini set"),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="DecodingTrust checkout (holds data/), or `hub[@REV]` for the HF dataset AI-Secure/DecodingTrust; default: the bundled mini set"),
+        toxicity_scorer: str = typer.Option("default", "--toxicity-scorer", help="default (offline) | hf:PATH (local classifier) | perspective (needs PERSPECTIVE_API_KEY)"),
         profile: str = typer.Option("smoke", "--profile", help="smoke | quick | full"),
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="cap on prompts per perspective"),
         out: Path = typer.Option(..., "--out", "-o", help="run directory (created; re-running resumes)"),
@@ -68,7 +69,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = EvalConfig(
             model=model, perspectives=[p.strip() for p in perspectives.split(",") if p.strip()], out_dir=out,
-            data_dir=data_dir, profile=profile, seed=seed, limit=limit, options=parse_options(option),
+            data_dir=data_dir, profile=profile, seed=seed, limit=limit, options={"toxicity_scorer": toxicity_scorer, **parse_options(option)},
             on_bad_row=on_bad_row, device=device, batch_size=batch_size, chat_template=chat_template,
             trust_remote_code=trust_remote_code,
         )

@@ -48,6 +48,9 @@ class Perspective(Protocol):
 
     def aggregate(self, scores: list[SampleScore], ctx: PerspectiveContext) -> DimensionResult: ...
 
+    # Optional: `validate()` raises ComptrustError on bad options before any work starts;
+    # `score_many(gens)` scores a batch at once (e.g. one classifier pass over all texts).
+
 
 _REGISTRY: dict[str, type] = {}
 

@@ -155,6 +155,10 @@ class ToxicityPerspective:
 
     # ---------------------------------------------------------------- score
 
+    def validate(self) -> None:
+        """Fail on a bad scorer choice before any generation starts (the runner calls this)."""
+        self.scorer()
+
     def scorer(self) -> CachedScorer:
         if self._scorer is None:
             kwargs: dict[str, Any] = {}
