@@ -152,3 +152,18 @@ def _fingerprint_of(base, calib_file, method, **kw) -> str:
     mods = make_modifiers(spec, group_size=64, ignore=["lm_head"])
     return variant_fingerprint(resolve_model(str(base)).fingerprint, spec, recipe_record(spec, mods, group_size=64, ignore=["lm_head"]),
                                cal, library_versions())
+
+
+def test_measure_efficiency_in_a_subprocess(base, calib_file, tmp_path):
+    from comptrust.compress.efficiency import measure_efficiency
+    from comptrust.errors import CompressionError
+
+    out = tmp_path / "q"
+    _build(base, out, "rtn", calib_file, bits=4)
+    eff = measure_efficiency(out, ["hello there", "the river"], max_new_tokens=3)
+    assert eff["generated_tokens"] == 6  # min_new_tokens forces the full length
+    assert eff["tokens_per_s"] > 0 and eff["load_s"] > 0
+    assert eff["size_bytes"] == sum(p.stat().st_size for p in out.iterdir())
+    assert eff["peak_rss_bytes"] > 0 and eff["prompts"] == 2
+    with pytest.raises(CompressionError, match="not a model directory"):
+        measure_efficiency(tmp_path, ["x"], 1)
