@@ -144,7 +144,10 @@ def build_variant(
     try:
         t0 = time.time()
         notes += _compress(model, tok, spec, modifiers, calib, ignore)
-        model.save_pretrained(tmp, save_compressed=True) if spec.method != "magnitude" else model.save_pretrained(tmp)
+        if spec.method == "magnitude":  # never went through oneshot: a plain transformers save
+            model.save_pretrained(tmp)
+        else:  # llm-compressor's patched save writes the compressed-tensors format + recipe.yaml
+            model.save_pretrained(tmp, save_compressed=True)
         tok.save_pretrained(tmp)
         wall = time.time() - t0
         log(f"compressed in {wall:.1f} s (base loaded in {t0 - t_load:.1f} s); measuring the saved checkpoint")
