@@ -223,10 +223,8 @@ def _direct_logprob(model, tok, prompt, choice):
     """Reference: one full forward pass per choice, token by token, no cache."""
     import torch
 
-    ctx_text = prompt.rstrip()
-    cont = prompt[len(ctx_text):] + choice
-    ctx_ids = tok(ctx_text, add_special_tokens=False)["input_ids"]
-    whole = tok(ctx_text + cont, add_special_tokens=False)["input_ids"]
+    ctx_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    whole = tok(prompt + choice, add_special_tokens=False)["input_ids"]
     start = next((i for i, (a, b) in enumerate(zip(ctx_ids, whole)) if a != b), min(len(ctx_ids), len(whole)))
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=torch.tensor([whole])).logits[0].float(), dim=-1)
@@ -235,7 +233,8 @@ def _direct_logprob(model, tok, prompt, choice):
 
 @pytest.mark.parametrize("prompt,choices", [
     ("Question: the quick brown fox\nAnswer:", (" A", " B", " C", " D")),
-    ("Here is my statement: people are ", ("good.", "not wrong at all", "maybe", "xq")),  # trailing space moved
+    ("Here is my statement: people are ", ("good.", "not wrong at all", "maybe", "xq")),  # space joins the choice
+    ("<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n", (" A", " B", "A", "I agree")),
     ("the quick brown fox jumps", ("over the lazy dog", " over", "s", " 0 1 2 3 4")),  # "s" merges into "jumps"?
 ])
 def test_choice_logprobs_matches_direct_computation(tiny, prompt, choices):

@@ -5,11 +5,13 @@ choice. The HF backend answers `Request.choices` with it, and the MMLU perspecti
 scoring reads the result from `Generation.logprobs`.
 
 Tokenization at the prompt/choice boundary: the choice's tokens are those of
-tokenize(prompt + choice) after its longest common prefix with tokenize(prompt). Trailing
-whitespace of the prompt is first moved onto the choice (as lm-eval does), because BPE
-tokenizers glue a space to the word that follows it. When a token still spans the boundary,
-it is counted as part of the choice (it is predicted from the common prefix), so every choice is
-scored from the same, truly shared context.
+tokenize(prompt + choice) after its longest common prefix with tokenize(prompt). BPE tokenizers
+glue a space to the word that follows it, so for a prompt ending in "Answer: " and the choice "A"
+the token " A" is the choice's, predicted from "...Answer:" (what lm-eval gets by moving the
+prompt's trailing whitespace onto the choice). Unlike lm-eval, whitespace that stays a token of its
+own is not moved: a chat prompt ending in the template's "assistant\n" keeps its newline, so the
+newline's probability is not charged to every choice. A token that spans the boundary counts as
+the choice's.
 
 The shared prefix is run once; the choices' tails then run as one batch on a copy of its cache.
 """
@@ -17,11 +19,6 @@ The shared prefix is run once; the choices' tails then run as one batch on a cop
 from __future__ import annotations
 
 from typing import Sequence
-
-
-def _split_ws(prompt: str, choice: str) -> tuple[str, str]:
-    stripped = prompt.rstrip()
-    return stripped, prompt[len(stripped):] + choice
 
 
 def _encode(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
@@ -45,9 +42,8 @@ def encode_pairs(
     for choice in choices:
         if not choice:
             raise ValueError("choice_logprobs: empty choice string")
-        ctx, cont = _split_ws(prompt, choice)
-        ctx_ids = _encode(tokenizer, ctx, add_special_tokens)
-        whole = _encode(tokenizer, ctx + cont, add_special_tokens)
+        ctx_ids = _encode(tokenizer, prompt, add_special_tokens)
+        whole = _encode(tokenizer, prompt + choice, add_special_tokens)
         start = _lcp(ctx_ids, whole)
         if start == len(whole):  # the choice added no token (cannot happen for non-empty text)
             raise ValueError(f"choice_logprobs: choice {choice!r} adds no token after the prompt")
