@@ -183,40 +183,10 @@ class HFBackend:
             torch.cuda.empty_cache()
 
     def loglikelihood(self, items: list[LoglikItem]) -> Iterator[list[tuple[str, tuple[float, ...]]]]:
-        """sum log p(choice | prompt) per choice (lm-eval's context/continuation split)."""
-        import torch
+        """sum log p(choice | prompt) per choice (lm-eval's context/continuation split); each
+        prompt runs once and the choices are scored on its KV cache."""
+        from ..benign.loglik import choice_logprobs
 
-        rows: list[tuple[int, list[int], int]] = []  # (item index, full ids, continuation length)
-        for i, it in enumerate(items):
-            ctx = self.tokenizer(it.prompt, add_special_tokens=False)["input_ids"]
-            for c in it.choices:
-                full = self.tokenizer(it.prompt + c, add_special_tokens=False)["input_ids"]
-                k = 0  # longest common prefix: the continuation is what the choice added
-                while k < min(len(ctx), len(full)) and ctx[k] == full[k]:
-                    k += 1
-                k = min(k, len(full) - 1)
-                rows.append((i, full, len(full) - k))
-        scores: list[list[float]] = [[] for _ in items]
-        pad = self.tokenizer.pad_token_id
-        for idx in self._batches(rows, [len(r[1]) for r in rows]):
-            batch = sorted(idx)
-            width = max(len(rows[j][1]) for j in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, j in enumerate(batch):
-                seq = rows[j][1]
-                ids[r, width - len(seq):] = torch.tensor(seq)
-                mask[r, width - len(seq):] = 1
-            with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float().cpu()
-            logp = torch.log_softmax(logits, dim=-1)
-            for r, j in enumerate(batch):
-                _, seq, n = rows[j]
-                tgt = torch.tensor(seq[-n:])
-                pos = torch.arange(width - n - 1, width - 1)
-                scores[rows[j][0]].append((j, float(logp[r, pos, tgt].sum())))
-        out = []
-        for i, it in enumerate(items):
-            vals = tuple(v for _, v in sorted(scores[i]))
-            out.append((it.key, vals))
-        yield out
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            yield [(it.key, choice_logprobs(self.model, self.tokenizer, it.prompt, it.choices)) for it in chunk]
