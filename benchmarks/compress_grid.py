@@ -84,8 +84,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ppl-max-length", type=int, default=512)
     ap.add_argument("--ppl-stride", type=int, default=512)
+    ap.add_argument("--ppl-chars", type=int, default=0, help="score only the first N characters of the held-out text (0 = all)")
     ap.add_argument("--gen-tokens", type=int, default=16, help="new tokens per prompt for tokens/s (0 = skip efficiency)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the variants under this directory")
+    ap.add_argument("--calib-label", default=None, help="how to describe --calib in the report (e.g. for a snapshot file)")
     ap.add_argument("--save", type=Path, default=None, help="also write the printed report to this file")
     args = ap.parse_args()
 
@@ -111,12 +113,16 @@ def main() -> int:
 
     base = resolve_model(args.model)
     text, text_label = heldout_text()
+    if args.ppl_chars and len(text) > args.ppl_chars:
+        cut = text.rfind("\n\n", 0, args.ppl_chars)  # end on a paragraph boundary
+        text = text[: cut if cut > 0 else args.ppl_chars]
+        text_label += f" (first {len(text)} chars)"
     work = args.keep or Path(tempfile.mkdtemp(prefix="compress-grid-"))
     work.mkdir(parents=True, exist_ok=True)
     out(f"# compress grid — {base.display_name} ({base.ref}, fingerprint {base.fingerprint[:12]})")
     out(f"# machine: {platform.machine()} {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
         f"accelerator: {torch.cuda.is_available()}; {json.dumps(library_versions())}")
-    out(f"# calibration: {args.calib}, {args.n_calib} x {args.seq_len} tokens, seed {args.seed}; "
+    out(f"# calibration: {args.calib_label or args.calib}, {args.n_calib} x {args.seq_len} tokens, seed {args.seed}; "
         f"perplexity: {text_label}, window {args.ppl_max_length}, stride {args.ppl_stride}")
     out(f"# started {time.strftime('%Y-%m-%d %H:%M:%S')}")
     rows = []
