@@ -1,0 +1,224 @@
+"""`comptrust sweep SPEC --out DIR [--dry-run]`: the whole study from one spec (see docs/sweep.md).
+
+Prints the plan and its cost first (jobs, prompts, token budget, estimated time and where the
+throughput figure comes from), asks nothing, then builds, evaluates and reports, resumably.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def apply_overrides(loaded, *, data_dir: Optional[Path] = None, limit: Optional[int] = None,
+                    profile: Optional[str] = None):
+    """Command-line overrides of a spec's eval settings (validated like the spec's own)."""
+    import dataclasses
+
+    from ..profiles import get_profile
+
+    upd = {}
+    if limit is not None:
+        upd["limit"] = limit
+    if profile is not None:
+        get_profile(profile)
+        upd["profile"] = profile
+    new = loaded
+    if upd:
+        new = dataclasses.replace(new, spec=new.spec.model_copy(update=upd))
+    if data_dir is not None:
+        from ..errors import ConfigError
+
+        d = Path(data_dir).expanduser().resolve()
+        if not d.is_dir():
+            raise ConfigError(f"--data-dir {data_dir} is not a directory; pass a DecodingTrust checkout (holds data/)")
+        new = dataclasses.replace(new, spec=new.spec.model_copy(update={"data_dir": str(d)}), data_dir=d)
+    return new
+
+
+def print_plan(prepared, workload, cost) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..plan import BuildJob, fmt_seconds
+    from .progress import console
+
+    spec = prepared.loaded.spec
+    console.print(f"[bold]sweep[/bold] {escape(prepared.loaded.source)} -> {escape(str(prepared.out_dir))}"
+                  + (f"  [dim]{escape(spec.description)}[/dim]" if spec.description else ""))
+    console.print(f"profile {spec.profile}, seed {spec.seed}, limit {spec.limit or 'none'}, data "
+                  f"{escape(str(prepared.loaded.data_dir or 'bundled mini set'))}")
+    t = Table(title="jobs", title_justify="left")
+    for col in ("#", "job", "what", "est. time", "status"):
+        t.add_column(col, justify="right" if col in ("#", "est. time") else "left")
+    for i, job in enumerate(prepared.plan.jobs, 1):
+        if isinstance(job, BuildJob):
+            s = job.spec
+            what = (f"{s.method} W{s.bits} g{s.group_size}" if s.is_quant else f"{s.method} {s.sparsity:g} {s.structure}")
+            if s.needs_calibration:
+                what += f", calib {s.calib} {s.n_calib}x{s.seq_len} seed {s.seed}"
+            est = cost.build_seconds[job.id]
+        else:
+            what = f"{len(spec.dimensions)} dimensions, {cost.workload.samples} samples"
+            est = cost.eval_seconds_each[job.id]
+        status = prepared.status[job.id]
+        t.add_row(str(i), escape(job.id), escape(what), fmt_seconds(est),
+                  "[green]done[/green]" if status == "done" else status)
+    console.print(t)
+    w = Table(title="per eval job (every model gets the same prompts)", title_justify="left")
+    for col in ("dimension", "prompts", "samples", "token budget"):
+        w.add_column(col, justify="left" if col == "dimension" else "right")
+    for r in cost.workload.rows:
+        w.add_row(escape(r.dimension), str(r.prompts), str(r.samples), f"{r.token_budget:,}")
+    w.add_row("[bold]total[/bold]", str(cost.workload.prompts), str(cost.workload.samples), f"{cost.workload.token_budget:,}")
+    console.print(w)
+    n_done = sum(1 for s in prepared.status.values() if s == "done")
+    console.print(
+        f"{cost.n_builds} variant builds + {cost.n_evals} eval jobs ({n_done} done already); "
+        f"{cost.total_prompts:,} prompts and at most {cost.total_token_budget:,} generated tokens in all"
+    )
+    console.print(f"throughput {cost.throughput.tokens_per_s:g} tok/s ({escape(cost.throughput.source)}); "
+                  f"compression times from DESIGN.md's CPU figures scaled by n_calib and model size")
+    console.print(f"[bold]estimated time left: {fmt_seconds(cost.eta_seconds)}[/bold] "
+                  "(an upper bound for generation: answers often stop before max_new_tokens)")
+    for n in cost.workload.notes:
+        console.print(f"[dim]note: {escape(n)}[/dim]")
+
+
+class RichEvents:
+    """SweepEvents on a rich Progress: one bar for the job list, one for the current generation."""
+
+    def __init__(self, progress, total: int) -> None:
+        from .progress import console
+
+        self.p = progress
+        self.console = console
+        self.overall = progress.add_task("sweep", total=total, what="jobs", tps="")
+        self.gen = None
+        self.t0 = 0.0
+        self.tokens = 0
+
+    def log(self, text: str) -> None:
+        from rich.markup import escape
+
+        self.console.print(f"[dim]  {escape(text)}[/dim]")
+
+    def job_started(self, job, index: int, total: int, note: str = "") -> None:
+        from rich.markup import escape
+
+        self.p.update(self.overall, what=escape(job.id))
+        if not note:
+            self.console.print(f"[bold][{index + 1}/{total}][/bold] {escape(job.id)}")
+
+    def job_finished(self, job, status: str, detail: str = "") -> None:
+        from rich.markup import escape
+
+        if self.gen is not None:
+            self.p.remove_task(self.gen)
+            self.gen = None
+        self.p.advance(self.overall)
+        if status == "done" and detail.startswith("skipped"):
+            return
+        color = {"done": "green", "failed": "red"}.get(status, "yellow")
+        self.console.print(f"  [{color}]{status}[/{color}] {escape(job.id)}" + (f": {escape(detail)}" if detail else ""))
+
+    def eval_progress(self, job):
+        def on_start(total: int):
+            self.t0, self.tokens = time.perf_counter(), 0
+            self.gen = self.p.add_task("gen", total=total, what="generating", tps="")
+
+            def advance(units: int, tokens: int) -> None:
+                self.tokens += tokens
+                dt = max(1e-6, time.perf_counter() - self.t0)
+                self.p.update(self.gen, advance=units, tps=f"{self.tokens / dt:.1f} tok/s")
+
+            return advance
+
+        return on_start
+
+    def report_started(self) -> None:
+        self.console.print("writing the report (bootstrap CIs)...")
+
+
+def plan_and_cost(prepared):
+    from ..plan import default_throughput, estimate, measure_workload, measured_throughput, params_from_name, params_in_checkpoint
+
+    workload = measure_workload(prepared.loaded)
+    runs = [prepared.out_dir / j.out_dir for j in prepared.plan.evals]
+    throughput = measured_throughput(runs) or default_throughput()
+    params = {}
+    for m in prepared.plan.models:
+        r = prepared.resolved.get(m.name)
+        params[m.name] = (params_in_checkpoint(r.path) if r else None) or params_from_name(m.ref)
+    done = {k for k, v in prepared.status.items() if v == "done"}
+    return workload, estimate(prepared.plan, workload, throughput, params, done)
+
+
+def print_summary(result, dimensions: list[str]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..sweep import summary_table
+
+    out = Console()
+    if result.comparison is None:
+        out.print("no finished runs to report")
+        return
+    header, rows = summary_table(result.comparison, dimensions)
+    t = Table(title="scores (0-100; delta vs dense, ~ = within the bootstrap CI's noise)", title_justify="left")
+    for i, h in enumerate(header):
+        t.add_column(escape(h), justify="left" if i == 0 else "right")
+    for r in rows:
+        t.add_row(*(escape(c) for c in r))
+    out.print(t)
+    for p in result.comparison.recommendation.paragraphs:
+        out.print(escape(p))
+    out.print(f"report: {escape(str(result.out_dir / 'report' / 'report.html'))}", soft_wrap=True)
+
+
+def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000) -> object | None:
+    """Plan, print the cost, and (unless dry_run) run the sweep; returns the SweepResult."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..report import CompareOptions
+    from ..sweep import SweepError, prepare, run_sweep
+    from .progress import console
+
+    prepared = prepare(loaded, out, download=not dry_run, log=lambda s: console.print(f"[dim]note: {s}[/dim]"))
+    workload, cost = plan_and_cost(prepared)
+    print_plan(prepared, workload, cost)
+    if dry_run:
+        console.print("dry run: nothing built, evaluated or written")
+        return None
+    progress = Progress(TextColumn("{task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), console=console, transient=False)
+    with progress:
+        events = RichEvents(progress, len(prepared.plan.jobs))
+        result = run_sweep(prepared, events, report_options=CompareOptions(n_boot=n_boot))
+    print_summary(result, list(loaded.spec.dimensions))
+    if result.failed:
+        raise SweepError(f"{len(result.failed)} job(s) failed ({', '.join(result.failed)}); see {prepared.out_dir / 'sweep.json'}, "
+                         "fix the cause and re-run the same command to resume")
+    return result
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sweep")
+    def sweep(
+        spec: str = typer.Argument(..., help="sweep spec: a .yaml path or a built-in name (paper, demo, demo-mini)"),
+        out: Path = typer.Option(..., "--out", "-o", help="sweep directory (created; re-running resumes)"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its cost, then stop"),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="override the spec's data_dir (a DecodingTrust checkout)"),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="override the spec's cap on prompts per dimension"),
+        profile: Optional[str] = typer.Option(None, "--profile", help="override the spec's profile: smoke | quick | full"),
+        n_boot: int = typer.Option(1000, "--n-boot", min=1, help="bootstrap replicates per delta in the report"),
+    ) -> None:
+        """Compress, evaluate and report a whole grid from one spec; resumable."""
+        from ..spec import load_spec
+
+        loaded = apply_overrides(load_spec(spec), data_dir=data_dir, limit=limit, profile=profile)
+        execute(loaded, out, dry_run=dry_run, n_boot=n_boot)

@@ -1,0 +1,308 @@
+"""A sweep spec -> the concrete jobs and what they will cost (printable before anything starts).
+
+Jobs, in the order the sweep runs them, per model: evaluate the dense model, then for each
+variant build it and evaluate it (so the first comparison is available early and an interruption
+loses at most one job). Every eval job sees the same prompts: prompt sampling depends only on
+(data, profile, seed, limit), never on the model, so the per-eval workload is counted once and
+multiplied.
+
+`expand` and `estimate` are pure. `measure_workload` reads the data (it asks each perspective for
+its requests, exactly as runner.build_plan does, but without a tokenizer: counts do not depend on
+the chat template) and `measured_throughput` reads existing run directories.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .compress.methods import CompressSpec
+from .spec import LoadedSpec, expand_variant
+
+# Compression wall time per method, seconds, for the embedded SmolLM2-135M (134.5M parameters) on
+# 2 CPU cores with 64 calibration samples: the figures measured in DESIGN.md, "Key decisions"
+# (GPTQ-W4 120 s, GPTQ-W3 136 s, AWQ-W4 522 s, SparseGPT and Wanda ~5 min, RTN <1 s).
+# GPTQ-W8 has no figure there; GPTQ's cost is dominated by the Hessian work, not the bit width, so
+# it takes the W4 figure; AWQ at 3 and 8 bits take the W4 figure too (its search does not depend
+# on the bit width much). Magnitude pruning has no figure either; like RTN it reads no calibration
+# data and only sorts weights, so it takes RTN's order of magnitude (a few seconds).
+COMPRESS_SECONDS_REF = {
+    ("gptq", 3): 136.0, ("gptq", None): 120.0, ("awq", None): 522.0, ("rtn", None): 1.0, ("sparsegpt", None): 300.0, ("wanda", None): 300.0, ("magnitude", None): 5.0,
+}
+REF_PARAMS = 134_515_008  # SmolLM2-135M
+REF_N_CALIB = 64
+
+# Generation throughput used when no run directory has measured one: the embedded model on CPU
+# with the batched HF backend (benchmarks/generation_throughput.py measures it on your machine).
+DEFAULT_TOKENS_PER_S = 40.0
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    name: str  # directory name
+    ref: str
+    chat_template: str | None
+    trust_remote_code: bool
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    model: str
+    variant: str
+    spec: CompressSpec
+    out_dir: Path  # relative to the sweep directory
+
+    @property
+    def id(self) -> str:
+        return f"build/{self.model}/{self.variant}"
+
+    @property
+    def kind(self) -> str:
+        return "build"
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    model: str
+    target: str  # "dense" or a variant name
+    out_dir: Path  # relative to the sweep directory
+    variant_dir: Path | None = None  # relative; None for the dense model
+
+    @property
+    def id(self) -> str:
+        return f"eval/{self.model}/{self.target}"
+
+    @property
+    def kind(self) -> str:
+        return "eval"
+
+
+Job = BuildJob | EvalJob
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    models: tuple[ModelTarget, ...]
+    jobs: tuple[Job, ...]
+
+    @property
+    def builds(self) -> list[BuildJob]:
+        return [j for j in self.jobs if isinstance(j, BuildJob)]
+
+    @property
+    def evals(self) -> list[EvalJob]:
+        return [j for j in self.jobs if isinstance(j, EvalJob)]
+
+
+def expand(loaded: LoadedSpec) -> SweepPlan:
+    """models x (dense + variants x seeds) -> ordered jobs. Pure."""
+    spec = loaded.spec
+    variants = [pair for v in spec.variants for pair in expand_variant(v)]
+    models, jobs = [], []
+    for m in spec.models:
+        name = m.dir_name
+        models.append(ModelTarget(name, m.ref, m.chat_template, m.trust_remote_code))
+        jobs.append(EvalJob(name, "dense", Path("runs") / name / "dense"))
+        for vname, cs in variants:
+            vdir = Path("variants") / name / vname
+            jobs.append(BuildJob(name, vname, cs, vdir))
+            jobs.append(EvalJob(name, vname, Path("runs") / name / vname, vdir))
+    return SweepPlan(tuple(models), tuple(jobs))
+
+
+# -- workload -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DimWorkload:
+    dimension: str
+    prompts: int
+    samples: int  # generations (or log-likelihood requests) to run
+    token_budget: int  # sum of max_new_tokens over samples: an upper bound (generation stops at EOS)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What ONE eval job asks of a model (identical for every model of the sweep)."""
+
+    rows: tuple[DimWorkload, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def prompts(self) -> int:
+        return sum(r.prompts for r in self.rows)
+
+    @property
+    def samples(self) -> int:
+        return sum(r.samples for r in self.rows)
+
+    @property
+    def token_budget(self) -> int:
+        return sum(r.token_budget for r in self.rows)
+
+
+def workload_from_requests(requests: dict[str, list]) -> Workload:
+    """Counts as runner.Plan.summary does: one unit per sample, one per log-likelihood request. Pure."""
+    rows = []
+    for name, reqs in requests.items():
+        n = [1 if r.choices else r.params.n for r in reqs]
+        rows.append(DimWorkload(name, len(reqs), sum(n),
+                                sum(k * r.params.max_new_tokens for k, r in zip(n, reqs))))
+    return Workload(tuple(rows))
+
+
+def measure_workload(loaded: LoadedSpec) -> Workload:
+    """Ask each perspective for its requests (reads the data; no model, no tokenizer)."""
+    from .perspectives.base import PerspectiveContext, get_perspective
+    from .profiles import get_profile
+    from .runner import make_data_source
+
+    spec = loaded.spec
+    data = make_data_source(loaded.data_dir, spec.on_bad_row)
+    profile = get_profile(spec.profile)
+    requests, notes = {}, []
+    for name in spec.dimensions:
+        ctx = PerspectiveContext(data=data, profile=profile, seed=spec.seed, limit=spec.limit, options=dict(spec.options))
+        requests[name] = get_perspective(name, **spec.options).requests(ctx)
+        notes += [f"{name}: {n}" if not n.startswith(name) else n for n in ctx.notes]
+    w = workload_from_requests(requests)
+    return Workload(w.rows, tuple(dict.fromkeys(notes)))
+
+
+# -- cost -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throughput:
+    tokens_per_s: float
+    source: str  # said to the user: where the figure comes from
+
+
+def measured_throughput(run_dirs: list[Path]) -> Throughput | None:
+    """Median efficiency.tokens_per_s over the run dirs' results.json that hold one."""
+    vals = []
+    for d in run_dirs:
+        try:
+            v = json.loads((Path(d) / "results.json").read_text()).get("efficiency", {}).get("tokens_per_s")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(v, (int, float)) and v > 0:
+            vals.append(float(v))
+    if not vals:
+        return None
+    return Throughput(statistics.median(vals), f"measured: median of {len(vals)} finished run(s) in this sweep")
+
+
+def default_throughput() -> Throughput:
+    return Throughput(DEFAULT_TOKENS_PER_S, f"default: {DEFAULT_TOKENS_PER_S:g} tok/s, the embedded model on a 2-core CPU "
+                                           "(no run in this sweep has measured one yet)")
+
+
+_SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([mMbB])(?![a-zA-Z])")
+
+
+def params_from_name(ref: str) -> int | None:
+    """'meta-llama/Llama-2-13b-chat-hf' -> 13e9; used only when the checkpoint is not at hand."""
+    m = None
+    for m in _SIZE_IN_NAME.finditer(ref):
+        pass
+    if m is None:
+        return None
+    return int(float(m.group(1)) * (1e9 if m.group(2).lower() == "b" else 1e6))
+
+
+def params_in_checkpoint(path: Path) -> int | None:
+    """Parameter count from the safetensors headers (shapes only; no weights are read)."""
+    import struct
+
+    total = 0
+    files = sorted(Path(path).glob("*.safetensors"))
+    if not files:
+        return None
+    try:
+        for f in files:
+            with f.open("rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+            for k, v in header.items():
+                if k != "__metadata__":
+                    total += math.prod(v.get("shape", []))
+    except (OSError, ValueError, struct.error):
+        return None
+    return total or None
+
+
+def compress_seconds(spec: CompressSpec, params: int | None) -> float:
+    """Reference figure for the method, scaled by n_calib (calibrated methods) and model size."""
+    ref = COMPRESS_SECONDS_REF.get((spec.method, spec.bits), COMPRESS_SECONDS_REF[(spec.method, None)])
+    if spec.needs_calibration:
+        ref *= spec.n_calib / REF_N_CALIB
+    return ref * (params / REF_PARAMS if params else 1.0)
+
+
+@dataclass
+class Cost:
+    n_builds: int
+    n_evals: int
+    workload: Workload
+    throughput: Throughput
+    build_seconds: dict[str, float]  # job id -> estimate
+    eval_seconds_each: dict[str, float]  # job id -> estimate
+    remaining: list[str] = field(default_factory=list)  # job ids not yet done
+
+    @property
+    def total_prompts(self) -> int:
+        return self.workload.prompts * self.n_evals
+
+    @property
+    def total_token_budget(self) -> int:
+        return self.workload.token_budget * self.n_evals
+
+    @property
+    def eta_seconds(self) -> float:
+        rem = set(self.remaining)
+        return (sum(s for j, s in self.build_seconds.items() if j in rem)
+                + sum(s for j, s in self.eval_seconds_each.items() if j in rem))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "builds": self.n_builds, "evals": self.n_evals,
+            "per_eval": {"prompts": self.workload.prompts, "samples": self.workload.samples,
+                         "token_budget": self.workload.token_budget},
+            "total_prompts": self.total_prompts, "total_token_budget": self.total_token_budget,
+            "tokens_per_s": self.throughput.tokens_per_s, "throughput_source": self.throughput.source,
+            "build_seconds": self.build_seconds, "eval_seconds": self.eval_seconds_each,
+            "eta_seconds_remaining": round(self.eta_seconds, 1),
+        }
+
+
+def estimate(plan: SweepPlan, workload: Workload, throughput: Throughput,
+             params: dict[str, int | None] | None = None,
+             done: set[str] | frozenset = frozenset()) -> Cost:
+    """Cost of the plan. Eval time = token budget / tokens_per_s (an upper bound: answers often
+    stop early); a default throughput is scaled to each model's size (it was measured on the
+    embedded model), a measured one is used as is. Pure."""
+    params = params or {}
+    builds = {j.id: compress_seconds(j.spec, params.get(j.model)) for j in plan.builds}
+    evals = {}
+    for j in plan.evals:
+        tps = throughput.tokens_per_s
+        if throughput.source.startswith("default") and params.get(j.model):
+            tps *= REF_PARAMS / params[j.model]
+        evals[j.id] = workload.token_budget / max(tps, 1e-9)
+    return Cost(len(builds), len(evals), workload, throughput, builds, evals,
+                [j.id for j in plan.jobs if j.id not in done])
+
+
+def fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    if s < 90:
+        return f"{s} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
