@@ -128,6 +128,10 @@ def test_compress_seconds_table():
     assert compress_seconds(CompressSpec.make("awq", bits=4, n_calib=128), None) == 1044.0
     assert compress_seconds(CompressSpec.make("wanda", n_calib=64), REF_PARAMS * 2) == 600.0
     assert compress_seconds(CompressSpec.make("magnitude", structure="2:4"), None) == 5.0
+    # GPU: the paper's 30 min for a 13b model with 128 calibration samples
+    assert compress_seconds(CompressSpec.make("awq", bits=4, n_calib=128), 13_000_000_000, gpu=True) == 1800.0
+    assert compress_seconds(CompressSpec.make("gptq", bits=3, n_calib=64), 6_500_000_000, gpu=True) == 450.0
+    assert compress_seconds(CompressSpec.make("rtn", bits=8), 13_000_000_000, gpu=True) == 120.0
 
 
 def test_dry_run_prints_cost_and_writes_nothing(tmp_path, tiny_model, capsys):

@@ -37,6 +37,15 @@ COMPRESS_SECONDS_REF = {
 REF_PARAMS = 134_515_008  # SmolLM2-135M
 REF_N_CALIB = 64
 
+# On a GPU the only figure we have is the paper's (reference/paper-findings.md §1.2, citing AWQ):
+# compressing a 13b model to 4 bits "takes merely half an hour on a 48Gb A40 GPU", with the
+# paper's 128 calibration samples. It stands for every calibrated method. RTN and magnitude have
+# no GPU figure; loading and saving 13b of weights dominates them, taken here as 2 minutes.
+GPU_REF_SECONDS_CALIBRATED = 1800.0
+GPU_REF_SECONDS_UNCALIBRATED = 120.0
+GPU_REF_PARAMS = 13_000_000_000
+GPU_REF_N_CALIB = 128
+
 # Generation throughput used when no run directory has measured one: the embedded model on CPU
 # with the batched HF backend (benchmarks/generation_throughput.py measures it on your machine).
 DEFAULT_TOKENS_PER_S = 40.0
@@ -237,8 +246,12 @@ def params_in_checkpoint(path: Path) -> int | None:
     return total or None
 
 
-def compress_seconds(spec: CompressSpec, params: int | None) -> float:
+def compress_seconds(spec: CompressSpec, params: int | None, gpu: bool = False) -> float:
     """Reference figure for the method, scaled by n_calib (calibrated methods) and model size."""
+    if gpu:
+        if not spec.needs_calibration:
+            return GPU_REF_SECONDS_UNCALIBRATED * (params or GPU_REF_PARAMS) / GPU_REF_PARAMS
+        return GPU_REF_SECONDS_CALIBRATED * spec.n_calib / GPU_REF_N_CALIB * (params or GPU_REF_PARAMS) / GPU_REF_PARAMS
     ref = COMPRESS_SECONDS_REF.get((spec.method, spec.bits), COMPRESS_SECONDS_REF[(spec.method, None)])
     if spec.needs_calibration:
         ref *= spec.n_calib / REF_N_CALIB
@@ -283,12 +296,12 @@ class Cost:
 
 def estimate(plan: SweepPlan, workload: Workload, throughput: Throughput,
              params: dict[str, int | None] | None = None,
-             done: set[str] | frozenset = frozenset()) -> Cost:
+             done: set[str] | frozenset = frozenset(), gpu: bool = False) -> Cost:
     """Cost of the plan. Eval time = token budget / tokens_per_s (an upper bound: answers often
     stop early); a default throughput is scaled to each model's size (it was measured on the
-    embedded model), a measured one is used as is. Pure."""
+    embedded model), a measured one is used as is. `gpu` picks the GPU compression figures. Pure."""
     params = params or {}
-    builds = {j.id: compress_seconds(j.spec, params.get(j.model)) for j in plan.builds}
+    builds = {j.id: compress_seconds(j.spec, params.get(j.model), gpu) for j in plan.builds}
     evals = {}
     for j in plan.evals:
         tps = throughput.tokens_per_s

@@ -39,7 +39,8 @@ def apply_overrides(loaded, *, data_dir: Optional[Path] = None, limit: Optional[
     return new
 
 
-def print_plan(prepared, workload, cost) -> None:
+def print_plan(prepared, workload, cost, verbose: bool = True) -> None:
+    gpu = _on_gpu(prepared.loaded.spec.device)
     from rich.markup import escape
     from rich.table import Table
 
@@ -80,12 +81,17 @@ def print_plan(prepared, workload, cost) -> None:
         f"{cost.n_builds} variant builds + {cost.n_evals} eval jobs ({n_done} done already); "
         f"{cost.total_prompts:,} prompts and at most {cost.total_token_budget:,} generated tokens in all"
     )
+    basis = ("the paper's GPU figure (13b, 4 bits, A40: 30 min)" if gpu else "DESIGN.md's 2-core CPU figures")
     console.print(f"throughput {cost.throughput.tokens_per_s:g} tok/s ({escape(cost.throughput.source)}); "
-                  f"compression times from DESIGN.md's CPU figures scaled by n_calib and model size")
+                  f"compression times from {basis}, scaled by n_calib and model size")
     console.print(f"[bold]estimated time left: {fmt_seconds(cost.eta_seconds)}[/bold] "
-                  "(an upper bound for generation: answers often stop before max_new_tokens)")
-    for n in cost.workload.notes:
-        console.print(f"[dim]note: {escape(n)}[/dim]")
+                  "(generation at the full token budget and the throughput above)")
+    if verbose:
+        for n in cost.workload.notes:
+            console.print(f"[dim]note: {escape(n)}[/dim]")
+    elif cost.workload.notes:
+        console.print(f"[dim]{len(cost.workload.notes)} notes on the data (skipped parts, profile caps): "
+                      "shown by --dry-run and in the report[/dim]")
 
 
 class RichEvents:
@@ -143,18 +149,29 @@ class RichEvents:
         self.console.print("writing the report (bootstrap CIs)...")
 
 
-def plan_and_cost(prepared):
-    from ..plan import default_throughput, estimate, measure_workload, measured_throughput, params_from_name, params_in_checkpoint
+def plan_and_cost(prepared, tokens_per_s: float | None = None):
+    from ..plan import Throughput, default_throughput, estimate, measure_workload, measured_throughput, params_from_name, params_in_checkpoint
 
     workload = measure_workload(prepared.loaded)
     runs = [prepared.out_dir / j.out_dir for j in prepared.plan.evals]
-    throughput = measured_throughput(runs) or default_throughput()
+    if tokens_per_s is not None:
+        throughput = Throughput(tokens_per_s, "given with --tokens-per-s")
+    else:
+        throughput = measured_throughput(runs) or default_throughput()
     params = {}
     for m in prepared.plan.models:
         r = prepared.resolved.get(m.name)
         params[m.name] = (params_in_checkpoint(r.path) if r else None) or params_from_name(m.ref)
     done = {k for k, v in prepared.status.items() if v == "done"}
-    return workload, estimate(prepared.plan, workload, throughput, params, done)
+    return workload, estimate(prepared.plan, workload, throughput, params, done, gpu=_on_gpu(prepared.loaded.spec.device))
+
+
+def _on_gpu(device: str | None) -> bool:
+    if device is not None:
+        return device.startswith("cuda")
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def print_summary(result, dimensions: list[str]) -> None:
@@ -180,7 +197,7 @@ def print_summary(result, dimensions: list[str]) -> None:
     out.print(f"report: {escape(str(result.out_dir / 'report' / 'report.html'))}", soft_wrap=True)
 
 
-def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000) -> object | None:
+def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000, tokens_per_s: float | None = None) -> object | None:
     """Plan, print the cost, and (unless dry_run) run the sweep; returns the SweepResult."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -189,8 +206,8 @@ def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000) -> 
     from .progress import console
 
     prepared = prepare(loaded, out, download=not dry_run, log=lambda s: console.print(f"[dim]note: {s}[/dim]"))
-    workload, cost = plan_and_cost(prepared)
-    print_plan(prepared, workload, cost)
+    workload, cost = plan_and_cost(prepared, tokens_per_s)
+    print_plan(prepared, workload, cost, verbose=dry_run)
     if dry_run:
         console.print("dry run: nothing built, evaluated or written")
         return None
@@ -216,9 +233,10 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="override the spec's cap on prompts per dimension"),
         profile: Optional[str] = typer.Option(None, "--profile", help="override the spec's profile: smoke | quick | full"),
         n_boot: int = typer.Option(1000, "--n-boot", min=1, help="bootstrap replicates per delta in the report"),
+        tokens_per_s: Optional[float] = typer.Option(None, "--tokens-per-s", min=0.001, help="generation throughput for the time estimate (default: measured by finished runs, else 40 on CPU)"),
     ) -> None:
         """Compress, evaluate and report a whole grid from one spec; resumable."""
         from ..spec import load_spec
 
         loaded = apply_overrides(load_spec(spec), data_dir=data_dir, limit=limit, profile=profile)
-        execute(loaded, out, dry_run=dry_run, n_boot=n_boot)
+        execute(loaded, out, dry_run=dry_run, n_boot=n_boot, tokens_per_s=tokens_per_s)
