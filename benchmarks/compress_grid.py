@@ -88,6 +88,7 @@ def main() -> int:
     ap.add_argument("--gen-tokens", type=int, default=16, help="new tokens per prompt for tokens/s (0 = skip efficiency)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the variants under this directory")
     ap.add_argument("--calib-label", default=None, help="how to describe --calib in the report (e.g. for a snapshot file)")
+    ap.add_argument("--no-dense", action="store_true", help="skip the dense baseline row (when resuming a grid)")
     ap.add_argument("--save", type=Path, default=None, help="also write the printed report to this file")
     args = ap.parse_args()
 
@@ -127,11 +128,12 @@ def main() -> int:
     out(f"# started {time.strftime('%Y-%m-%d %H:%M:%S')}")
     rows = []
     t = time.time()
-    dense_ppl, n_tok = ppl(base.path, text, args.ppl_max_length, args.ppl_stride)
-    eff = measure_efficiency(base.path, max_new_tokens=args.gen_tokens) if args.gen_tokens else {}
-    rows.append({"variant": "dense (fp32)", "wall_s": None, "size_mb": dir_bytes(base.path) / 1e6, "bpw": 32.0,
-                 "sparsity": None, "levels": None, "group": "-", "ppl": dense_ppl, "eff": eff})
-    out(f"dense: ppl {dense_ppl:.2f} over {n_tok} tokens ({time.time() - t:.0f} s)")
+    if not args.no_dense:
+        dense_ppl, n_tok = ppl(base.path, text, args.ppl_max_length, args.ppl_stride)
+        eff = measure_efficiency(base.path, max_new_tokens=args.gen_tokens) if args.gen_tokens else {}
+        rows.append({"variant": "dense (fp32)", "wall_s": None, "size_mb": dir_bytes(base.path) / 1e6, "bpw": 32.0,
+                     "sparsity": None, "levels": None, "group": "-", "ppl": dense_ppl, "eff": eff})
+        out(f"dense: ppl {dense_ppl:.2f} over {n_tok} tokens ({time.time() - t:.0f} s)")
     for name in names:
         kw = dict(GRID[name])
         spec = CompressSpec.make(kw.pop("method"), calib=args.calib, n_calib=args.n_calib, seq_len=args.seq_len,
