@@ -49,7 +49,24 @@ class EvalConfig:
     batch_size: int = 16
     chat_template: str | None = None
     trust_remote_code: bool = False
-    backend: str = "hf"
+    backend: str = "hf"  # hf | vllm | openai
+    # openai backend: the endpoint (or pass model="openai:MODEL@URL"); the key is read from the
+    # environment variable api_key_env only
+    base_url: str | None = None
+    api_model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    request_timeout: float = 120.0
+    max_retries: int = 4
+    tensor_parallel_size: int = 1  # vllm backend
+
+    def __post_init__(self) -> None:
+        if self.model and self.model.startswith("openai:") and self.backend == "hf":
+            self.backend = "openai"  # an endpoint reference implies the endpoint backend
+        if self.backend == "openai" and not (self.model or "").startswith("openai:"):
+            if not self.api_model:
+                raise ConfigError("--backend openai needs --api-model NAME (and --base-url URL), or --model openai:NAME@URL")
+            self.model = f"openai:{self.api_model}" + (f"@{self.base_url}" if self.base_url else "")
 
 
 @dataclass
@@ -135,14 +152,26 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
             p.validate()
     data = make_data_source(cfg.data_dir, cfg.on_bad_row)
     resolved = resolved or resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    tokenizer = tokenizer or load_tokenizer(resolved)
-    formatter = ChatFormatter.for_tokenizer(tokenizer, resolved.display_name, cfg.chat_template)
+    if cfg.backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {cfg.backend!r}; use {' | '.join(BACKENDS)}")
+    if (resolved.kind == "endpoint") != (cfg.backend == "openai"):
+        raise ConfigError(f"model {resolved.ref} and --backend {cfg.backend} do not fit: openai:NAME@URL models need --backend openai, local ones hf or vllm")
+    if resolved.kind == "endpoint":
+        # the endpoint applies its own chat template: key and send the chat turns themselves
+        from .backends.openai_compat import MessagesFormatter
+
+        formatter = MessagesFormatter()
+    else:
+        tokenizer = tokenizer or load_tokenizer(resolved)
+        formatter = ChatFormatter.for_tokenizer(tokenizer, resolved.display_name, cfg.chat_template)
     requests: dict[str, list[Request]] = {}
     units: dict[str, list[Unit]] = {}
     contexts: dict[str, PerspectiveContext] = {}
     for name, p in perspectives.items():
         ctx = PerspectiveContext(data=data, profile=profile, seed=cfg.seed, limit=cfg.limit, options=dict(cfg.options))
         reqs = [_with_sampling_seed(r, cfg.seed) for r in p.requests(ctx)]
+        if cfg.backend == "openai" and any(r.choices for r in reqs):
+            raise ConfigError(f"{name} asks for log-likelihoods, which chat endpoints do not give; evaluate it with --backend hf or vllm")
         ids = [r.id for r in reqs]
         if len(set(ids)) != len(ids):
             raise AssertionError(f"perspective {name} produced duplicate request ids")  # a bug, not user input
@@ -157,9 +186,23 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
     return Plan(resolved, formatter, requests, units, contexts, data)
 
 
+BACKENDS = ("hf", "vllm", "openai")
+
+
 def _make_backend(cfg: EvalConfig, resolved: ResolvedModel):
-    if cfg.backend != "hf":
-        raise ConfigError(f"unknown backend {cfg.backend!r}; use hf")
+    if cfg.backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {cfg.backend!r}; use {' | '.join(BACKENDS)}")
+    if cfg.backend == "openai":
+        from .backends.openai_compat import OpenAIBackend
+
+        return OpenAIBackend(resolved.endpoint or "", resolved.display_name, api_key_env=cfg.api_key_env,
+                             concurrency=cfg.concurrency, timeout=cfg.request_timeout,
+                             max_retries=cfg.max_retries, batch_size=cfg.batch_size)
+    if cfg.backend == "vllm":
+        from .backends.vllm import VLLMBackend
+
+        return VLLMBackend(resolved, device=cfg.device, dtype=cfg.dtype,
+                           tensor_parallel_size=cfg.tensor_parallel_size, batch_size=max(cfg.batch_size, 256))
     from .backends.hf import HFBackend
 
     return HFBackend(resolved, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
@@ -188,7 +231,7 @@ def generate_missing(cfg: EvalConfig, plan: Plan, store: Store, on_start: Callab
                 "perspective": u.perspective, "request_id": u.request.id, "sample_idx": u.sample_idx,
                 "params": dataclasses.asdict(u.request.params), "prompt": u.prompt, "text": text, "n_tokens": n_tokens}
 
-    gen_items = [GenItem(u.key, u.prompt, u.request.params, u.sample_idx, int(u.key[:15], 16))
+    gen_items = [GenItem(u.key, u.prompt, u.request.params, u.sample_idx, int(u.key[:15], 16), u.request.messages)
                  for u in missing if not u.request.choices]
     ll_items = [LoglikItem(u.key, u.prompt, u.request.choices) for u in missing if u.request.choices]
     for batch in backend.generate(gen_items):

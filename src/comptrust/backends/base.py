@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
-from ..types import GenParams
+from ..types import GenParams, Message
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,9 @@ class GenItem:
     params: GenParams
     sample_idx: int
     seed: int  # per-row sampling seed, derived from the key, so a sample never depends on its batch
+    # The request's chat turns, for backends that send messages rather than a formatted prompt
+    # (the OpenAI-compatible backend; the endpoint applies its own chat template).
+    messages: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,14 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
         chat_template: Optional[str] = typer.Option(None, "--chat-template", help="tokenizer | llama-2 | vicuna_v1.1 | plain"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="allow code shipped with the checkpoint"),
+        backend: str = typer.Option("hf", "--backend", help="hf | vllm (pip install 'comptrust[vllm]') | openai (an OpenAI-compatible endpoint)"),
+        base_url: Optional[str] = typer.Option(None, "--base-url", help="openai backend: endpoint base URL, e.g. http://127.0.0.1:8000/v1"),
+        api_model: Optional[str] = typer.Option(None, "--api-model", help="openai backend: the endpoint's model name"),
+        api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai backend: environment variable holding the API key"),
+        concurrency: int = typer.Option(8, "--concurrency", min=1, help="openai backend: requests in flight"),
+        request_timeout: float = typer.Option(120.0, "--request-timeout", min=0.1, help="openai backend: seconds per request"),
+        max_retries: int = typer.Option(4, "--max-retries", min=0, help="openai backend: retries on 429/5xx/timeouts/connection errors (exponential backoff)"),
+        tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="vllm backend: GPUs per model"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Evaluate a model (dense or a compressed variant) on trust perspectives."""
@@ -71,6 +79,8 @@ def register(app: typer.Typer) -> None:
             model=model, perspectives=[p.strip() for p in perspectives.split(",") if p.strip()], out_dir=out,
             data_dir=data_dir, profile=profile, seed=seed, limit=limit, options={"toxicity_scorer": toxicity_scorer, **parse_options(option)},
             on_bad_row=on_bad_row, device=device, batch_size=batch_size, chat_template=chat_template,
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=trust_remote_code, backend=backend, base_url=base_url, api_model=api_model,
+            api_key_env=api_key_env, concurrency=concurrency, request_timeout=request_timeout, max_retries=max_retries,
+            tensor_parallel_size=tensor_parallel_size,
         )
         run_and_report(cfg, quiet=quiet)

@@ -8,6 +8,8 @@ Accepted references (resolved in this one place):
   /path/to/dir                     a local checkpoint (config.json + weights); a comptrust
                                    variant when it holds manifest.json
   /path/to/model.gguf              a local GGUF file, dequantized once into the cache
+  openai:MODEL[@BASE_URL]          a model behind an OpenAI-compatible endpoint (no local
+                                   weights; fingerprinted by model name + base URL)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelRefError
+from ..types import stable_hash
 from .fingerprint import fingerprint_dir, fingerprint_file, weight_files
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
@@ -45,19 +48,22 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+(@[\w.\-/]+)?$")
 @dataclass
 class ResolvedModel:
     ref: str
-    kind: str  # embedded | hub | local | gguf | variant
+    kind: str  # embedded | hub | local | gguf | variant | endpoint
     path: Path
     fingerprint: str
     display_name: str
     manifest: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     trust_remote_code: bool = False
+    endpoint: str | None = None  # base URL of an OpenAI-compatible server (kind "endpoint")
 
     @property
     def is_variant(self) -> bool:
         return self.kind == "variant"
 
-    def size_bytes(self) -> int:
+    def size_bytes(self) -> int | None:
+        if self.kind == "endpoint":
+            return None  # the weights live behind the endpoint
         return sum(p.stat().st_size for p in weight_files(self.path))
 
 
@@ -175,6 +181,32 @@ def _hub(ref: str, cache: Path, allow_pickle: bool) -> ResolvedModel:
     return ResolvedModel(ref=ref, kind="hub", path=path, fingerprint=fingerprint_dir(path), display_name=repo)
 
 
+_ENDPOINT = re.compile(r"^openai:(?P<model>[^@\s]+?)(?:@(?P<url>https?://\S+))?$")
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def _endpoint(ref: str) -> ResolvedModel:
+    """openai:MODEL[@URL]: a remote model. Its identity is (model name, base URL) — the weights
+    behind a hosted name can change without notice, and the run records that."""
+    from urllib.parse import urlsplit
+
+    m = _ENDPOINT.match(ref)
+    if not m:
+        raise ModelRefError(f"bad endpoint reference {ref!r}; write openai:MODEL or openai:MODEL@http://HOST:PORT/v1")
+    model = m["model"]
+    url = (m["url"] or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ModelRefError(f"bad endpoint URL {url!r}; write http(s)://HOST[:PORT]/v1")
+    if parts.username or parts.password:
+        # a URL ends up in results.json and the store; a key must never travel in it
+        raise ModelRefError("credentials in the endpoint URL; put the key in OPENAI_API_KEY (or --api-key-env NAME) instead")
+    fp = stable_hash({"endpoint": url, "model": model}, 32)
+    return ResolvedModel(ref=f"openai:{model}@{url}", kind="endpoint", path=Path(os.devnull), fingerprint=fp,
+                         display_name=model, endpoint=url,
+                         notes=[f"served by the OpenAI-compatible endpoint {url}: the fingerprint names the model and URL, not the weights"])
+
+
 def resolve_model(
     ref: str | None = None,
     *,
@@ -184,6 +216,8 @@ def resolve_model(
 ) -> ResolvedModel:
     ref = (ref or DEFAULT_MODEL).strip()
     cache = cache_dir(cache_dir_override)
+    if ref.startswith("openai:"):
+        return _endpoint(ref)
     if ref.startswith("embedded:"):
         resolved = _embedded(ref.split(":", 1)[1], cache)
     else:
