@@ -59,6 +59,11 @@ def test_builtin_specs_are_valid():
     paper = load_spec("paper").spec
     assert paper.profile == "full" and len(paper.dimensions) == 9
     assert {v.method for v in paper.variants} == {"gptq", "awq", "magnitude", "sparsegpt", "wanda"}
+    # `comptrust demo` runs a cut of the demo grid: same model, a subset of its variants and dimensions
+    demo, mini = load_spec("demo").spec, load_spec("demo-mini").spec
+    assert [m.ref for m in mini.models] == [m.ref for m in demo.models] == ["embedded:smollm2-135m-instruct"]
+    assert all(v in demo.variants for v in mini.variants) and set(mini.dimensions) <= set(demo.dimensions)
+    assert "stereotype" in mini.dimensions and all(v.method in ("rtn", "magnitude") for v in mini.variants)
 
 
 BAD = [

@@ -260,7 +260,7 @@ def _job_record(job: Job, status: str, prev: dict | None = None) -> dict:
 def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=None) -> SweepResult:
     """Run every pending job of a prepared sweep, then (re)write the report if anything changed."""
     from .compress import build_variant
-    from .runner import EvalConfig, run_eval
+    from .runner import EvalConfig, build_plan, run_eval
 
     ev = events or SweepEvents()
     out, loaded, spec = p.out_dir, p.loaded, p.loaded.spec
@@ -316,10 +316,13 @@ def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=
                         on_bad_row=spec.on_bad_row, device=spec.device, batch_size=spec.batch_size,
                         chat_template=entry.chat_template, trust_remote_code=model.trust_remote_code,
                     )
-                    res = run_eval(cfg, on_start=ev.eval_progress(job))
+                    # the dense model was resolved (and fingerprinted) by prepare(); do not hash it again
+                    plan = build_plan(cfg, resolved=model) if job.variant_dir is None else build_plan(cfg)
+                    res = run_eval(cfg, plan=plan, on_start=ev.eval_progress(job))
                     rec["fingerprint"] = res["model"]["fingerprint"]
                     tps = res.get("efficiency", {}).get("tokens_per_s")
-                    detail = f"{len(res['dimensions'])} dimensions" + (f", {tps:g} tok/s" if tps else "")
+                    n = len(res["dimensions"])
+                    detail = f"{n} dimension{'s' if n != 1 else ''}" + (f", {tps:g} tok/s" if tps else "")
             except ComptrustError as e:
                 rec.update(status="failed", error=str(e), finished_at=_now(), seconds=round(time.time() - t0, 1))
                 save()

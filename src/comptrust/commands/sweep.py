@@ -97,7 +97,7 @@ def print_plan(prepared, workload, cost, verbose: bool = True) -> None:
 class RichEvents:
     """SweepEvents on a rich Progress: one bar for the job list, one for the current generation."""
 
-    def __init__(self, progress, total: int) -> None:
+    def __init__(self, progress, total: int, cost=None, out_dir: Path | None = None) -> None:
         from .progress import console
 
         self.p = progress
@@ -106,6 +106,30 @@ class RichEvents:
         self.gen = None
         self.t0 = 0.0
         self.tokens = 0
+        self.cost, self.out_dir = cost, out_dir
+        self.pending = set(cost.remaining) if cost else set()
+        self.measured: list[float] = []
+
+    def _time_left(self, job) -> None:
+        """After an eval: its measured throughput and the time left at the median measured rate."""
+        import json
+        import statistics
+
+        from ..plan import fmt_seconds
+
+        if self.cost is None or self.out_dir is None:
+            return
+        try:
+            tps = json.loads((self.out_dir / job.out_dir / "results.json").read_text())["efficiency"]["tokens_per_s"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if not tps:
+            return
+        self.measured.append(float(tps))
+        rate = statistics.median(self.measured)
+        left = sum(s for j, s in self.cost.build_seconds.items() if j in self.pending)
+        left += sum(1 for j in self.cost.eval_seconds_each if j in self.pending) * self.cost.workload.token_budget / rate
+        self.console.print(f"  [dim]measured {tps:g} tok/s; about {fmt_seconds(left)} left at {rate:g} tok/s[/dim]")
 
     def log(self, text: str) -> None:
         from rich.markup import escape
@@ -126,10 +150,13 @@ class RichEvents:
             self.p.remove_task(self.gen)
             self.gen = None
         self.p.advance(self.overall)
+        self.pending.discard(job.id)
         if status == "done" and detail.startswith("skipped"):
             return
         color = {"done": "green", "failed": "red"}.get(status, "yellow")
         self.console.print(f"  [{color}]{status}[/{color}] {escape(job.id)}" + (f": {escape(detail)}" if detail else ""))
+        if status == "done" and job.kind == "eval" and self.pending:
+            self._time_left(job)
 
     def eval_progress(self, job):
         def on_start(total: int):
@@ -214,7 +241,7 @@ def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000, tok
     progress = Progress(TextColumn("{task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), console=console, transient=False)
     with progress:
-        events = RichEvents(progress, len(prepared.plan.jobs))
+        events = RichEvents(progress, len(prepared.plan.jobs), cost, prepared.out_dir)
         result = run_sweep(prepared, events, report_options=CompareOptions(n_boot=n_boot))
     print_summary(result, list(loaded.spec.dimensions))
     if result.failed:
