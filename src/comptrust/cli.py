@@ -34,12 +34,33 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    # standalone mode: click/typer turn usage errors (bad flags) into a usage line and exit 2.
+    # Non-standalone mode, so a usage error (bad flag, bad value) is ours to print: one plain line
+    # with the fix and exit code 2, like every ComptrustError, instead of click's rich box.
     try:
-        app()
+        from typer._click import exceptions as cx  # typer 0.2x vendors its own click
+    except ImportError:  # older typer: plain click
+        from click import exceptions as cx
+
+    try:
+        rv = app(standalone_mode=False)
+    except cx.NoArgsIsHelpError as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except cx.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "comptrust"
+        msg = " ".join(e.format_message().split()).rstrip(".")
+        print(f"error: {msg}; see `{where} --help`", file=sys.stderr)
+        sys.exit(2)
+    except cx.ClickException as e:
+        print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
     except ComptrustError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume (answers so far are saved)", file=sys.stderr)
         sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
