@@ -24,6 +24,7 @@ from . import __version__
 from .backends.base import GenItem, LoglikItem
 from .data.source import DataSource
 from .errors import ConfigError
+from .faults import checkpoint
 from .models.chat import ChatFormatter
 from .models.resolve import ResolvedModel, resolve_model
 from .perspectives.base import PerspectiveContext, get_perspective
@@ -235,6 +236,7 @@ def generate_missing(cfg: EvalConfig, plan: Plan, store: Store, on_start: Callab
                  for u in missing if not u.request.choices]
     ll_items = [LoglikItem(u.key, u.prompt, u.request.choices) for u in missing if u.request.choices]
     for batch in backend.generate(gen_items):
+        checkpoint("generate.batch")
         store.put_many([row(by_key[o.key], o.text, o.n_tokens) for o in batch])
         advance(len(batch), sum(o.n_tokens for o in batch))
     if ll_items:
@@ -289,6 +291,7 @@ def score_all(name: str, gens: list[Generation], options: dict[str, Any], store:
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
+    checkpoint("atomic.rename")
     os.replace(tmp, path)
 
 
@@ -320,6 +323,7 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
         dims: dict[str, Any] = dict((prev_results or {}).get("dimensions", {})) if _same_model(prev_results, plan) else {}
         scorers: dict[str, Any] = {}
         for name, gl in gens.items():
+            checkpoint("score")
             scores = score_all(name, gl, cfg.options, store)
             ctx = plan.contexts[name]
             res = get_perspective(name, **cfg.options).aggregate(scores, ctx)
@@ -334,6 +338,7 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
     results = _results_doc(cfg, plan, dims, eff, prev_results, scorers)
     # Validate against the published schema before writing, so drift fails here, not in a report.
     results = RunResults.model_validate(results).model_dump(mode="json")
+    checkpoint("results.write")
     _atomic_write(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False, default=str))
     return results
 

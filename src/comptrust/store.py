@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from .faults import checkpoint
 from .types import GenParams, stable_hash
 
 SCHEMA = """
@@ -103,6 +104,7 @@ class Store:
                   json.dumps(r["params"], sort_keys=True), r["prompt"], r["text"], r["n_tokens"], now) for r in rows],
             )
             added = self.conn.total_changes - before
+            checkpoint("store.commit")  # rows inserted, transaction not committed yet
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")

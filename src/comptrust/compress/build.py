@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CompressionError
+from ..faults import checkpoint
 from ..types import stable_hash
 from .calibration import CalibrationSet, build_calibration
 from .groupsize import effective_group_size, quantized_input_widths
@@ -143,12 +144,14 @@ def build_variant(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         t0 = time.time()
+        checkpoint("compress.start")
         notes += _compress(model, tok, spec, modifiers, calib, ignore)
         if spec.method == "magnitude":  # never went through oneshot: a plain transformers save
             model.save_pretrained(tmp)
         else:  # llm-compressor's patched save writes the compressed-tensors format + recipe.yaml
             model.save_pretrained(tmp, save_compressed=True)
         tok.save_pretrained(tmp)
+        checkpoint("compress.saved")
         wall = time.time() - t0
         log(f"compressed in {wall:.1f} s (base loaded in {t0 - t_load:.1f} s); measuring the saved checkpoint")
         del model
@@ -180,6 +183,7 @@ def build_variant(
             storage_format=storage, measured=measured, notes=notes,
         )
         manifest.write(tmp)
+        checkpoint("compress.manifest")  # complete in the temp dir, not renamed into place yet
         if out_dir.exists():
             out_dir.rmdir()  # _check_out_dir guaranteed it is empty
         os.replace(tmp, out_dir)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..faults import checkpoint
 from ..results_schema import ComparisonResults
 from .compare import Aggregator, CompareOptions, build_comparison, registry_aggregator
 from .html import render_html
@@ -39,11 +40,32 @@ def write_report(cmp: ComparisonResults, out_dir: str | Path) -> ReportFiles:
         "report.html": render_html(cmp),
     }
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out, payload)
+    # Every temp file is complete before the first rename, and results.json (what a sweep and
+    # `comptrust report` read back) is renamed last: a kill mid-write leaves only dot-temp files
+    # or a stale-but-consistent old report, never a new report.html beside no results.json.
+    tmps = {}
     for name, text in payload.items():
-        tmp = out / f".{name}.tmp"
+        tmp = out / f".{name}.tmp-{os.getpid()}"
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out / name)
+        tmps[name] = tmp
+        checkpoint("report.write")
+    for name in ("report.md", "report.html", "results.json"):
+        os.replace(tmps[name], out / name)
+        checkpoint("report.rename")
     return ReportFiles(out / "results.json", out / "report.md", out / "report.html", cmp)
+
+
+def _remove_stale_temps(out: Path, names) -> None:
+    """Temp files a killed report write left behind (their writer process is gone)."""
+    for name in names:
+        for tmp in out.glob(f".{name}.tmp-*"):
+            try:
+                os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
+            except ProcessLookupError:
+                tmp.unlink(missing_ok=True)
+            except (ValueError, PermissionError):
+                continue
 
 
 def generate_report(
