@@ -1,0 +1,196 @@
+"""vLLM backend: the offline `LLM` engine, for fast generation on GPUs (and vLLM's CPU build).
+
+- Loads dense checkpoints and compressed-tensors variants (what `comptrust compress` writes)
+  natively: vLLM reads the quantization config from config.json.
+- Prompts go in as token ids of the already formatted prompt, tokenized without special tokens,
+  exactly as the HF backend does, so the two backends see the same tokens.
+- Each GenItem is one sample: SamplingParams(n=1, seed=<the row's seed>), so sample i of a
+  prompt is reproducible and independent of the batch, like the HF backend (the runner expands
+  a request's n into per-sample keys). temperature, top_p, max_tokens and stop map one to one.
+- Log-likelihood requests use prompt_logprobs (sum log p(continuation | context)).
+- vLLM pins its own torch and compressed-tensors, so it usually lives in its own environment
+  (`pip install 'comptrust[vllm]'` there; docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from typing import Iterator
+
+from ..errors import BackendError
+from ..models.resolve import ResolvedModel
+from ..types import GenParams
+from .base import GenItem, GenOut, LoglikItem
+
+
+def _vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise BackendError(
+            f"vLLM is not installed here ({type(e).__name__}: {str(e)[:120]}); install it in its own environment "
+            "(pip install 'comptrust[vllm]', see docs/scale-out.md) or use --backend hf") from None
+    return vllm
+
+
+def _first_line(e: BaseException) -> str:
+    # pydantic's first line is a count ("1 validation error for ModelConfig"): keep the detail
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    return " / ".join(lines[:3])[:300]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _max_positions(resolved: ResolvedModel) -> int | None:
+    import json
+
+    try:
+        cfg = json.loads((resolved.path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    n = cfg.get("max_position_embeddings") or (cfg.get("text_config") or {}).get("max_position_embeddings")
+    return int(n) if isinstance(n, int) else None
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(
+        self,
+        resolved: ResolvedModel,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        tensor_parallel_size: int = 1,
+        batch_size: int = 256,
+        max_model_len: int | None = None,
+        memory_fraction: float | None = None,
+        seed: int = 0,
+    ):
+        vllm = _vllm()
+        self.resolved = resolved
+        self.device = device or ("cuda" if _cuda_available() else "cpu")
+        on_cpu = self.device == "cpu"
+        # CPU: fp32 like the HF backend (bf16 matmul is slow there and would change greedy text);
+        # GPU: what the checkpoint says (bf16 for most; quantized variants pick their kernels).
+        dtype = dtype or ("float32" if on_cpu else "auto")
+        if memory_fraction is None:
+            # on CPU the "gpu" memory fraction reserves host RAM for the KV cache; keep it small
+            memory_fraction = float(os.environ.get("COMPTRUST_VLLM_MEMORY_FRACTION", 0.15 if on_cpu else 0.85))
+        kwargs = dict(
+            model=str(resolved.path), tokenizer=str(resolved.path), dtype=dtype, seed=seed,
+            tensor_parallel_size=tensor_parallel_size, trust_remote_code=resolved.trust_remote_code,
+            gpu_memory_utilization=memory_fraction,
+        )
+        max_model_len = max_model_len or int(os.environ.get("COMPTRUST_VLLM_MAX_MODEL_LEN", 0)) or None
+        if max_model_len or on_cpu:
+            # CPU: bound the KV cache reservation, within what the model's positions allow
+            kwargs["max_model_len"] = min(max_model_len or 4096, _max_positions(resolved) or 4096)
+        if on_cpu:
+            kwargs["enforce_eager"] = True  # no graph capture/compile: minutes saved, nothing lost on CPU
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except (ValueError, RuntimeError, OSError) as e:
+            raise BackendError(
+                f"vLLM could not load {resolved.path} ({type(e).__name__}: {_first_line(e)}); "
+                "check the checkpoint is one vLLM supports on this device, or use --backend hf") from None
+        self.tokenizer = self.llm.get_tokenizer()
+        self.dtype = str(getattr(self.llm.llm_engine.model_config, "dtype", dtype)).replace("torch.", "")
+        self.batch_size = batch_size
+        self.max_model_len = int(getattr(self.llm.llm_engine.model_config, "max_model_len", 0) or 0)
+        self.gen_seconds = 0.0
+        self.gen_tokens = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _ids(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def _sampling(self, params: GenParams, seed: int):
+        from vllm import SamplingParams
+
+        greedy = params.temperature == 0
+        return SamplingParams(
+            n=1, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
+            max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
+            seed=None if greedy else seed % (2**63), skip_special_tokens=True,
+        )
+
+    def _check_length(self, ids: list[int]) -> None:
+        if self.max_model_len and len(ids) + 1 > self.max_model_len:
+            raise BackendError(
+                f"a prompt of {len(ids)} tokens does not fit vLLM's max_model_len {self.max_model_len}; "
+                "raise it (COMPTRUST_VLLM_MAX_MODEL_LEN) or use --backend hf")
+
+    # -- protocol ------------------------------------------------------------------------------
+    def generate(self, items: list[GenItem]) -> Iterator[list[GenOut]]:
+        by_params: dict[GenParams, list[GenItem]] = defaultdict(list)
+        for it in items:
+            by_params[it.params].append(it)
+        for group in by_params.values():
+            for i in range(0, len(group), self.batch_size):
+                yield self._run_batch(group[i:i + self.batch_size])
+
+    def _run_batch(self, batch: list[GenItem]) -> list[GenOut]:
+        prompts = []
+        for b in batch:
+            ids = self._ids(b.prompt)
+            self._check_length(ids)
+            prompts.append({"prompt_token_ids": ids})
+        sps = [self._sampling(b.params, b.seed) for b in batch]
+        t0 = time.perf_counter()
+        try:
+            outs = self.llm.generate(prompts, sps, use_tqdm=False)
+        except (ValueError, RuntimeError) as e:  # RuntimeError: the engine died (unsupported kernel, OOM)
+            raise BackendError(f"vLLM failed on a batch ({type(e).__name__}: {_first_line(e)}); use --backend hf for this model") from None
+        self.gen_seconds += time.perf_counter() - t0
+        results = []
+        for b, o in zip(batch, outs):
+            c = o.outputs[0]
+            text = c.text
+            for s in b.params.stop:  # same trimming as the HF backend
+                cut = text.find(s)
+                if cut >= 0:
+                    text = text[:cut]
+            n = len(c.token_ids)
+            eos = getattr(self.tokenizer, "eos_token_id", None)
+            if n and c.token_ids[-1] == eos:
+                n -= 1  # the HF backend counts tokens before EOS
+            results.append(GenOut(b.key, text, n))
+        self.gen_tokens += sum(r.n_tokens for r in results)
+        return results
+
+    def loglikelihood(self, items: list[LoglikItem]) -> Iterator[list[tuple[str, tuple[float, ...]]]]:
+        """sum log p(choice | prompt) per choice, with the HF backend's context/continuation split."""
+        from vllm import SamplingParams
+
+        rows: list[tuple[int, list[int], int]] = []
+        for i, it in enumerate(items):
+            ctx = self._ids(it.prompt)
+            for c in it.choices:
+                full = self._ids(it.prompt + c)
+                k = 0
+                while k < min(len(ctx), len(full)) and ctx[k] == full[k]:
+                    k += 1
+                k = min(k, len(full) - 1)
+                self._check_length(full)
+                rows.append((i, full, len(full) - k))
+        sp = SamplingParams(max_tokens=1, temperature=0, prompt_logprobs=1)
+        scores: list[list[float]] = [[] for _ in items]
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            outs = self.llm.generate([{"prompt_token_ids": r[1]} for r in chunk], sp, use_tqdm=False)
+            for (i, seq, n), o in zip(chunk, outs):
+                lps = o.prompt_logprobs  # per prompt position: {token_id: Logprob}; None at 0
+                scores[i].append(float(sum(lps[p][seq[p]].logprob for p in range(len(seq) - n, len(seq)))))
+        yield [(it.key, tuple(scores[i])) for i, it in enumerate(items)]
