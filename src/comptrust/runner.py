@@ -50,6 +50,7 @@ class EvalConfig:
     batch_size: int = 16
     chat_template: str | None = None
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # pickle (.bin/.pt) checkpoints can run code when loaded
     backend: str = "hf"  # hf | vllm | openai
     # openai backend: the endpoint (or pass model="openai:MODEL@URL"); the key is read from the
     # environment variable api_key_env only
@@ -152,7 +153,7 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
         if hasattr(p, "validate"):
             p.validate()
     data = make_data_source(cfg.data_dir, cfg.on_bad_row)
-    resolved = resolved or resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    resolved = resolved or resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
     if cfg.backend not in BACKENDS:
         raise ConfigError(f"unknown backend {cfg.backend!r}; use {' | '.join(BACKENDS)}")
     if (resolved.kind == "endpoint") != (cfg.backend == "openai"):

@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
         chat_template: Optional[str] = typer.Option(None, "--chat-template", help="tokenizer | llama-2 | vicuna_v1.1 | plain"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="allow code shipped with the checkpoint"),
+        allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow pickle checkpoints (.bin/.pt), which can run code when loaded"),
         backend: str = typer.Option("hf", "--backend", help="hf | vllm (pip install 'comptrust[vllm]') | openai (an OpenAI-compatible endpoint)"),
         base_url: Optional[str] = typer.Option(None, "--base-url", help="openai backend: endpoint base URL, e.g. http://127.0.0.1:8000/v1"),
         api_model: Optional[str] = typer.Option(None, "--api-model", help="openai backend: the endpoint's model name"),
@@ -79,7 +80,7 @@ def register(app: typer.Typer) -> None:
             model=model, perspectives=[p.strip() for p in perspectives.split(",") if p.strip()], out_dir=out,
             data_dir=data_dir, profile=profile, seed=seed, limit=limit, options={"toxicity_scorer": toxicity_scorer, **parse_options(option)},
             on_bad_row=on_bad_row, device=device, batch_size=batch_size, chat_template=chat_template,
-            trust_remote_code=trust_remote_code, backend=backend, base_url=base_url, api_model=api_model,
+            trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, backend=backend, base_url=base_url, api_model=api_model,
             api_key_env=api_key_env, concurrency=concurrency, request_timeout=request_timeout, max_retries=max_retries,
             tensor_parallel_size=tensor_parallel_size,
         )

@@ -140,11 +140,17 @@ def _embedded(name: str, cache: Path) -> ResolvedModel:
                          display_name=name, notes=[spec["note"]])
 
 
-def _local_dir(p: Path, ref: str) -> ResolvedModel:
+def _local_dir(p: Path, ref: str, allow_pickle: bool = False) -> ResolvedModel:
     if not (p / "config.json").is_file():
         raise ModelRefError(f"{p} is not a model directory (no config.json); pass a checkpoint dir, a .gguf file, an HF id or {DEFAULT_MODEL}")
     if not weight_files(p):
         raise ModelRefError(f"{p} has no weight files (*.safetensors); copy the weights in or pass another model")
+    if not allow_pickle and not any(f.suffix in (".safetensors", ".gguf") for f in weight_files(p)):
+        # torch.load of a .bin/.pt runs whatever code the pickle names: same rule as for hub models
+        raise ModelRefError(
+            f"{p} holds only pickle weights ({', '.join(f.name for f in weight_files(p))}), which can run code when "
+            "loaded; convert them to safetensors, or pass --allow-pickle if you trust the source"
+        )
     manifest_path = p / "manifest.json"
     if manifest_path.is_file():
         try:
@@ -223,7 +229,7 @@ def resolve_model(
     else:
         p = Path(ref).expanduser()
         if p.is_dir():
-            resolved = _local_dir(p.resolve(), ref)
+            resolved = _local_dir(p.resolve(), ref, allow_pickle)
         elif p.suffix == ".gguf":
             if not p.is_file():
                 raise ModelRefError(f"GGUF file {p} does not exist; check the path")
