@@ -140,9 +140,31 @@ def _embedded(name: str, cache: Path) -> ResolvedModel:
                          display_name=name, notes=[spec["note"]])
 
 
+def _check_safetensors(f: Path) -> None:
+    """A truncated or corrupt .safetensors otherwise fails only at load time, after the plan is
+    printed and the run dir created. Reads the header only: 8-byte length + JSON + data extent."""
+    size = f.stat().st_size
+    try:
+        with f.open("rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if size < 8 or n <= 0 or 8 + n > size:
+                raise ValueError("header runs past the end of the file")
+            header = json.loads(fh.read(n))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + n + end != size:
+            raise ValueError(f"tensor data needs {8 + n + end} bytes, the file has {size}")
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        raise ModelRefError(f"{f} is truncated or corrupt ({str(e).splitlines()[0][:120]}); copy the weights again") from None
+
+
 def _local_dir(p: Path, ref: str, allow_pickle: bool = False) -> ResolvedModel:
     if not (p / "config.json").is_file():
         raise ModelRefError(f"{p} is not a model directory (no config.json); pass a checkpoint dir, a .gguf file, an HF id or {DEFAULT_MODEL}")
+    try:
+        if not isinstance(json.loads((p / "config.json").read_text(encoding="utf-8")), dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelRefError(f"{p / 'config.json'} is not a valid model config ({str(e).splitlines()[0]}); restore it from the original checkpoint") from None
     if not weight_files(p):
         raise ModelRefError(f"{p} has no weight files (*.safetensors); copy the weights in or pass another model")
     if not allow_pickle and not any(f.suffix in (".safetensors", ".gguf") for f in weight_files(p)):
@@ -151,6 +173,9 @@ def _local_dir(p: Path, ref: str, allow_pickle: bool = False) -> ResolvedModel:
             f"{p} holds only pickle weights ({', '.join(f.name for f in weight_files(p))}), which can run code when "
             "loaded; convert them to safetensors, or pass --allow-pickle if you trust the source"
         )
+    for f in weight_files(p):
+        if f.suffix == ".safetensors":
+            _check_safetensors(f)
     manifest_path = p / "manifest.json"
     if manifest_path.is_file():
         try:
@@ -252,6 +277,14 @@ def resolve_model(
             f"{resolved.ref} needs custom code from the checkpoint (auto_map in config.json); "
             "pass --trust-remote-code only if you trust its source"
         )
+    if not cfg.get("auto_map"):
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        if cfg.get("model_type") not in CONFIG_MAPPING_NAMES:
+            raise ModelRefError(
+                f"{resolved.ref}: config.json names model_type {cfg.get('model_type')!r}, which this transformers does not "
+                "know; pass a causal LM checkpoint of a supported architecture (or upgrade transformers)"
+            )
     return resolved
 
 
