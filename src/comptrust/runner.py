@@ -314,7 +314,10 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
     plan = plan or build_plan(cfg)
     out = Path(cfg.out_dir)
     prev_results = _read_json(out / "results.json")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create the run directory ({e.strerror}); pass a writable directory") from None
     with Store(out / "store.sqlite") as store:
         if on_plan:
             have = store.get_many(u.key for us in plan.units.values() for u in us)
