@@ -7,7 +7,9 @@ code 2, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import sqlite3
 import sys
 
 import typer
@@ -31,6 +33,14 @@ for _name in COMMAND_MODULES:
             raise
         continue
     _mod.register(app)
+
+
+def _disk_full(e: BaseException) -> bool:
+    """ENOSPC / EDQUOT / EFBIG (a file-size limit), or SQLite's report of the same."""
+    if isinstance(e, sqlite3.OperationalError):
+        msg = str(e).lower()
+        return "disk is full" in msg or "disk i/o error" in msg
+    return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def main() -> None:
@@ -60,6 +70,13 @@ def main() -> None:
     except ComptrustError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except (OSError, sqlite3.OperationalError) as e:
+        if not _disk_full(e):
+            raise
+        where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"error: cannot write{where}: disk full or file-size limit ({e}); free some space and re-run the same command "
+              "(answers already committed are kept)", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume (answers so far are saved)", file=sys.stderr)
         sys.exit(130)
