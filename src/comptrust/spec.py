@@ -53,7 +53,7 @@ class ModelEntry(_Strict):
     @field_validator("name")
     @classmethod
     def _safe(cls, v: str | None) -> str | None:
-        if v is not None and not _SAFE_NAME.match(v):
+        if v is not None and not _SAFE_NAME.fullmatch(v):
             raise ValueError(f"{v!r} is not a safe directory name; use letters, digits, '.', '_' and '-'")
         return v
 
@@ -79,7 +79,7 @@ class VariantEntry(_Strict):
     @field_validator("name")
     @classmethod
     def _safe(cls, v: str) -> str:
-        if not _SAFE_NAME.match(v):
+        if not _SAFE_NAME.fullmatch(v):
             raise ValueError(f"{v!r} is not a safe directory name; use letters, digits, '.', '_' and '-'")
         if v == "dense":
             raise ValueError("'dense' is reserved for the uncompressed model's run; rename the variant")
