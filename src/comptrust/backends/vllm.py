@@ -61,6 +61,21 @@ def _max_positions(resolved: ResolvedModel) -> int | None:
     return int(n) if isinstance(n, int) else None
 
 
+def _eos_ids(resolved: ResolvedModel, tokenizer) -> set[int]:
+    """The HF backend's stop set: generation_config's eos ids plus the tokenizer's."""
+    import json
+
+    ids: set[int] = set()
+    try:
+        eos = json.loads((resolved.path / "generation_config.json").read_text()).get("eos_token_id")
+        ids.update(eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])
+    except (OSError, ValueError):
+        pass
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
 class VLLMBackend:
     name = "vllm"
 
@@ -104,6 +119,7 @@ class VLLMBackend:
                 f"vLLM could not load {resolved.path} ({type(e).__name__}: {_first_line(e)}); "
                 "check the checkpoint is one vLLM supports on this device, or use --backend hf") from None
         self.tokenizer = self.llm.get_tokenizer()
+        self.eos_ids = _eos_ids(resolved, self.tokenizer)
         self.dtype = str(getattr(self.llm.llm_engine.model_config, "dtype", dtype)).replace("torch.", "")
         self.batch_size = batch_size
         self.max_model_len = int(getattr(self.llm.llm_engine.model_config, "max_model_len", 0) or 0)
@@ -156,17 +172,19 @@ class VLLMBackend:
         self.gen_seconds += time.perf_counter() - t0
         results = []
         for b, o in zip(batch, outs):
-            c = o.outputs[0]
-            text = c.text
+            ids = list(o.outputs[0].token_ids)
+            for j, t in enumerate(ids):  # the HF backend counts and decodes the tokens before EOS
+                if t in self.eos_ids:
+                    ids = ids[:j]
+                    break
+            # decode the ids ourselves, as the HF backend does: vLLM's incremental detokenizer
+            # holds back a trailing partial UTF-8 sequence, which would make texts differ
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
             for s in b.params.stop:  # same trimming as the HF backend
                 cut = text.find(s)
                 if cut >= 0:
                     text = text[:cut]
-            n = len(c.token_ids)
-            eos = getattr(self.tokenizer, "eos_token_id", None)
-            if n and c.token_ids[-1] == eos:
-                n -= 1  # the HF backend counts tokens before EOS
-            results.append(GenOut(b.key, text, n))
+            results.append(GenOut(b.key, text, len(ids)))
         self.gen_tokens += sum(r.n_tokens for r in results)
         return results
 
