@@ -51,7 +51,7 @@ def build_items(model_ref: str, n_prompts: int, max_new_tokens: int) -> list[dic
     return items[:n_prompts]
 
 
-def run_backend(kind: str, model_path: str, items: list[dict], max_new_tokens: int) -> dict:
+def run_backend(kind: str, model_path: str, items: list[dict], max_new_tokens: int, device: str | None = None) -> dict:
     """Generate greedily with one backend in this process; returns texts and timings."""
     from comptrust.backends.base import GenItem
     from comptrust.models.resolve import ResolvedModel
@@ -64,11 +64,11 @@ def run_backend(kind: str, model_path: str, items: list[dict], max_new_tokens: i
         if kind == "vllm":
             from comptrust.backends.vllm import VLLMBackend
 
-            backend = VLLMBackend(resolved)
+            backend = VLLMBackend(resolved, device=device)
         else:
             from comptrust.backends.hf import HFBackend
 
-            backend = HFBackend(resolved, batch_size=16)
+            backend = HFBackend(resolved, batch_size=16, device=device)
     except Exception as e:  # noqa: BLE001 - a benchmark reports what failed and goes on
         return {"loaded": False, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
     load_s = time.perf_counter() - t0

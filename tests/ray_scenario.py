@@ -18,6 +18,17 @@ import time
 from pathlib import Path
 
 PERSPECTIVES = ["fairness", "machine_ethics"]
+SWEEP_SPEC = """\
+models:
+  - ref: {model}
+    name: tiny
+variants:
+  - {{name: rtn4, method: rtn, bits: 4}}
+dimensions: [fairness]
+profile: smoke
+limit: 2
+batch_size: 4
+"""
 
 
 def _count(db: Path, perspective: str | None = None) -> int:
@@ -90,7 +101,20 @@ def main() -> int:
         from comptrust.distributed import merge_run
 
         res = merge_run(cfg(ray_dir), jobs[str(ray_dir)])
-    summary["ray_s"] = round(time.time() - t1, 1)
+        summary["ray_s"] = round(time.time() - t1, 1)
+
+        # a whole sweep through the executor: the variant built on a worker, evals generated there
+        from comptrust.report import CompareOptions
+        from comptrust.spec import parse_spec
+        from comptrust.sweep import prepare, run_sweep
+
+        t2 = time.time()
+        text = SWEEP_SPEC.format(model=model)
+        (work / "spec.yaml").write_text(text)
+        loaded = parse_spec(text, str(work / "spec.yaml"), work)
+        sw = run_sweep(prepare(loaded, work / "sweep"), report_options=CompareOptions(n_boot=20), executor=ex)
+        summary["sweep"] = {"failed": sw.failed, "ran": sw.ran, "seconds": round(time.time() - t2, 1),
+                            "report_md": (work / "sweep" / "report" / "report.md").read_text()}
     summary["killed"] = killed
     summary["jobs"] = jobs[str(ray_dir)]
     summary["backend"] = res["backend"]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from clihelp import run_cli
+
 pytestmark = pytest.mark.ray
 
 HERE = Path(__file__).resolve().parent
@@ -104,3 +106,27 @@ def test_address_that_does_not_answer(capsys):
     assert "no Ray cluster answers at" in msg and addr in msg and "\n" not in msg
     with pytest.raises(ConfigError, match="HOST:PORT"):
         RayExecutor(address="not an address").start()
+
+
+def test_sweep_through_ray(scenario):
+    _, s = scenario
+    sw = s["sweep"]
+    assert sw["failed"] == [] and sorted(sw["ran"]) == ["build/tiny/rtn4", "eval/tiny/dense", "eval/tiny/rtn4"]
+    assert "backend: hf on cpu" in sw["report_md"]  # the report names the backend of every run
+
+
+def test_sweep_cli_dead_address_exit_2(capsys, tmp_path, tiny_model):
+    pytest.importorskip("ray")
+    from comptrust.backends.local_server import free_port
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"models:\n  - ref: {tiny_model}\n    name: tiny\ndimensions: [fairness]\nprofile: smoke\nlimit: 1\n")
+    out = tmp_path / "sweep"
+    addr = f"127.0.0.1:{free_port()}"
+    code, _, err = run_cli(capsys, "sweep", str(spec), "--out", str(out), "--executor", "ray", "--address", addr)
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert addr in lines[0] and "ray start --head" in lines[0]
+    assert not out.exists()
+    code, _, err = run_cli(capsys, "sweep", str(spec), "--out", str(out), "--address", addr)
+    assert code == 2 and "--executor ray" in err and not out.exists()

@@ -108,13 +108,13 @@ def merge_efficiency(job_results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def merge_run(cfg, job_results: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_run(cfg, job_results: list[dict[str, Any]], plan=None) -> dict[str, Any]:
     """Score + aggregate locally once every generation job of cfg is done; record which backend
     produced the answers and its measured throughput in results.json."""
     from .results_schema import RunResults
     from .runner import _atomic_write, run_eval
 
-    res = run_eval(cfg)  # every answer is in the store: no model is loaded here
+    res = run_eval(cfg, plan=plan)  # every answer is in the store: no model is loaded here
     eff = merge_efficiency(job_results)
     if eff:
         res["backend"] = eff["backend"]
@@ -228,6 +228,16 @@ class RayExecutor:
         for d, r in zip(dirs, self._get(refs, labels)):
             results[d].append(r)
         return results
+
+    def run_eval(self, cfg, plan=None) -> dict[str, Any]:
+        """One model: its dimensions generated in parallel on the cluster, merged here (what
+        `comptrust sweep --executor ray` does per eval job)."""
+        jobs = self.generate([cfg])
+        return merge_run(cfg, jobs[str(cfg.out_dir)], plan=plan)
+
+    def build(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One variant build on a worker (a GPU one when the cluster has GPUs)."""
+        return self.run_builds([(fn, args, kwargs)])[0]
 
     def run_evals(self, cfgs: list) -> list[dict[str, Any]]:
         """Generate on the cluster, then score + aggregate each run locally."""

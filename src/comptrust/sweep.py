@@ -257,8 +257,10 @@ def _job_record(job: Job, status: str, prev: dict | None = None) -> dict:
     return rec
 
 
-def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=None) -> SweepResult:
-    """Run every pending job of a prepared sweep, then (re)write the report if anything changed."""
+def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=None, executor=None) -> SweepResult:
+    """Run every pending job of a prepared sweep, then (re)write the report if anything changed.
+    executor: None runs jobs here; a distributed.RayExecutor runs builds and each eval's
+    dimensions on a Ray cluster (scoring and the report stay here)."""
     from .compress import build_variant
     from .runner import EvalConfig, build_plan, run_eval
 
@@ -304,7 +306,10 @@ def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=
                     vdir = out / job.out_dir
                     vdir.parent.mkdir(parents=True, exist_ok=True)
                     _clean_stale_builds(vdir.parent)
-                    m = build_variant(job.spec, model.ref, vdir, trust_remote_code=model.trust_remote_code, log=ev.log)
+                    if executor is not None:
+                        m = executor.build(build_variant, job.spec, model.ref, vdir, trust_remote_code=model.trust_remote_code)
+                    else:
+                        m = build_variant(job.spec, model.ref, vdir, trust_remote_code=model.trust_remote_code, log=ev.log)
                     rec["fingerprint"] = m.fingerprint
                     detail = f"{m.name}: {m.bits_per_weight:.2f} bits/weight, sparsity {m.measured.get('sparsity_overall', 0):.3f}"
                 else:
@@ -318,7 +323,8 @@ def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=
                     )
                     # the dense model was resolved (and fingerprinted) by prepare(); do not hash it again
                     plan = build_plan(cfg, resolved=model) if job.variant_dir is None else build_plan(cfg)
-                    res = run_eval(cfg, plan=plan, on_start=ev.eval_progress(job))
+                    res = (executor.run_eval(cfg, plan=plan) if executor is not None
+                           else run_eval(cfg, plan=plan, on_start=ev.eval_progress(job)))
                     rec["fingerprint"] = res["model"]["fingerprint"]
                     tps = res.get("efficiency", {}).get("tokens_per_s")
                     n = len(res["dimensions"])

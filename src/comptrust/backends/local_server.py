@@ -53,7 +53,7 @@ def _serve_cmd() -> list[str]:
 
 @contextlib.contextmanager
 def transformers_server(model_dir: str | Path, *, port: int | None = None, startup_timeout: float = 120.0,
-                        log_path: str | Path | None = None) -> Iterator[str]:
+                        log_path: str | Path | None = None, extra_args: list[str] | None = None) -> Iterator[str]:
     """Yields the base URL (http://127.0.0.1:PORT/v1) of `transformers serve MODEL_DIR`."""
     import httpx
 
@@ -62,7 +62,7 @@ def transformers_server(model_dir: str | Path, *, port: int | None = None, start
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
         [*_serve_cmd(), str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-         "--log-level", "warning"],
+         "--log-level", "warning", *(extra_args or [])],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent,
     )
     base = f"http://127.0.0.1:{port}"

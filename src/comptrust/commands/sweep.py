@@ -224,7 +224,25 @@ def print_summary(result, dimensions: list[str]) -> None:
     out.print(f"report: {escape(str(result.out_dir / 'report' / 'report.html'))}", soft_wrap=True)
 
 
-def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000, tokens_per_s: float | None = None) -> object | None:
+def make_executor(executor: str, address: str | None, ray_cpus: int | None = None):
+    """None for the local executor; a started RayExecutor (address checked) for ray."""
+    from ..errors import ConfigError
+
+    if executor == "local":
+        if address:
+            raise ConfigError("--address is for --executor ray; add --executor ray or drop --address")
+        return None
+    if executor != "ray":
+        raise ConfigError(f"unknown executor {executor!r}; use local or ray")
+    from ..distributed import RayExecutor
+
+    ex = RayExecutor(address=address, num_cpus=ray_cpus)
+    ex.start()
+    return ex
+
+
+def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000, tokens_per_s: float | None = None,
+            executor=None) -> object | None:
     """Plan, print the cost, and (unless dry_run) run the sweep; returns the SweepResult."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -242,7 +260,7 @@ def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000, tok
                         TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), console=console, transient=False)
     with progress:
         events = RichEvents(progress, len(prepared.plan.jobs), cost, prepared.out_dir)
-        result = run_sweep(prepared, events, report_options=CompareOptions(n_boot=n_boot))
+        result = run_sweep(prepared, events, report_options=CompareOptions(n_boot=n_boot), executor=executor)
     print_summary(result, list(loaded.spec.dimensions))
     if result.failed:
         raise SweepError(f"{len(result.failed)} job(s) failed ({', '.join(result.failed)}); see {prepared.out_dir / 'sweep.json'}, "
@@ -261,9 +279,17 @@ def register(app: typer.Typer) -> None:
         profile: Optional[str] = typer.Option(None, "--profile", help="override the spec's profile: smoke | quick | full"),
         n_boot: int = typer.Option(1000, "--n-boot", min=1, help="bootstrap replicates per delta in the report"),
         tokens_per_s: Optional[float] = typer.Option(None, "--tokens-per-s", min=0.001, help="generation throughput for the time estimate (default: measured by finished runs, else 40 on CPU)"),
+        executor: str = typer.Option("local", "--executor", help="local | ray (pip install 'comptrust[ray]'; docs/scale-out.md)"),
+        address: Optional[str] = typer.Option(None, "--address", help="--executor ray: HOST:PORT of a running cluster (default: start a local one)"),
+        ray_cpus: Optional[int] = typer.Option(None, "--ray-cpus", min=1, help="--executor ray without --address: CPUs of the local cluster"),
     ) -> None:
         """Compress, evaluate and report a whole grid from one spec; resumable."""
         from ..spec import load_spec
 
         loaded = apply_overrides(load_spec(spec), data_dir=data_dir, limit=limit, profile=profile)
-        execute(loaded, out, dry_run=dry_run, n_boot=n_boot, tokens_per_s=tokens_per_s)
+        ex = None if dry_run else make_executor(executor, address, ray_cpus)
+        try:
+            execute(loaded, out, dry_run=dry_run, n_boot=n_boot, tokens_per_s=tokens_per_s, executor=ex)
+        finally:
+            if ex is not None:
+                ex.shutdown()
