@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import json
 import os
 import shutil
@@ -84,13 +85,22 @@ def build_variant(
     log: Callable[[str], None] = lambda s: None,
 ) -> Manifest:
     """Build (or reuse) the variant of model_ref described by spec at out_dir; returns its manifest."""
+    out_dir = Path(out_dir).expanduser().absolute()
+    _check_out_dir(out_dir)  # the parent must exist before the lock file can be made there
+    # Two processes building the same variant dir (two sweeps sharing variants, or two
+    # `comptrust compress`) take turns: the second finds the first's manifest and reuses it
+    # instead of failing to rename its own build over a non-empty directory.
+    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(spec, model_ref, out_dir, _check_out_dir(out_dir), cache_dir, trust_remote_code, log)
+
+
+def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: Manifest | None, cache_dir,
+                  trust_remote_code: bool, log: Callable[[str], None]) -> Manifest:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..models.resolve import resolve_model
-
-    out_dir = Path(out_dir).expanduser().absolute()
-    existing = _check_out_dir(out_dir)
 
     base = resolve_model(model_ref, cache_dir_override=cache_dir, trust_remote_code=trust_remote_code)
     if base.kind == "variant":
