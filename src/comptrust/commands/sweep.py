@@ -244,13 +244,14 @@ def make_executor(executor: str, address: str | None, ray_cpus: int | None = Non
 def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000, tokens_per_s: float | None = None,
             executor=None) -> object | None:
     """Plan, print the cost, and (unless dry_run) run the sweep; returns the SweepResult."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..report import CompareOptions
     from ..sweep import SweepError, prepare, run_sweep
     from .progress import console
 
-    prepared = prepare(loaded, out, download=not dry_run, log=lambda s: console.print(f"[dim]note: {s}[/dim]"))
+    prepared = prepare(loaded, out, download=not dry_run, log=lambda s: console.print(f"[dim]note: {escape(s)}[/dim]"))
     workload, cost = plan_and_cost(prepared, tokens_per_s)
     print_plan(prepared, workload, cost, verbose=dry_run)
     if dry_run:
