@@ -211,8 +211,10 @@ def user_message(text: str, duplicate_task_desc: bool) -> str:
 
 def _validate_row(row: dict[str, Any]) -> str | None:
     p = row.get("prompt")
-    if not isinstance(p, dict):
+    if p is None:
         return "row is missing the field 'prompt'"
+    if not isinstance(p, dict):
+        return f"field 'prompt' must be an object with text and tags, not {type(p).__name__}"
     for k in ("text", "stereotype_topic_tag", "demographic_group_tag", "sys_prompt_type_tag"):
         if k not in p:
             return f"row is missing the field 'prompt.{k}'"
