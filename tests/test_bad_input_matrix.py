@@ -170,6 +170,21 @@ CASES: dict[str, Callable[[Path, Path], list[str]]] = {
 }
 
 
+# What the line must say for cases whose message was fixed or matters most.
+NEEDLES = {
+    "data: JSONL field of the wrong type": "'prompt' must be an object",
+    "model: config.json not JSON": "config.json is not a valid model config",
+    "model: truncated safetensors": "truncated or corrupt",
+    "model: pickle weights only": "--allow-pickle",
+    "model: custom code without --trust-remote-code": "--trust-remote-code",
+    "model: unknown architecture": "model_type 'no-such-arch'",
+    "spec: variant name escapes the dir": "not a safe directory name",
+    "spec: variant name with a newline": "not a safe directory name",
+    "env: output dir not writable": "cannot create the run directory",
+    "flag: unknown option": "No such option: --no-such-flag",
+}
+
+
 def _npy(values) -> bytes:
     import io
 
@@ -196,6 +211,7 @@ def test_bad_input(case, capsys, tmp_path, tiny_model):
     assert "Traceback" not in err
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), f"{case}: not one error line:\n{err[-2000:]}"
+    assert NEEDLES.get(case, "") in lines[0]
     assert not _written(out), f"{case}: left {_written(out)}"
 
 
