@@ -4,6 +4,7 @@ huge strings): it never raises and always returns a valid label or an explicit u
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -124,5 +125,7 @@ def test_huge_output_everywhere(default_scorer):
     _rates(privacy.enron_sample(HUGE, "a@b.co"))
     assert mmlu.parse_letter(HUGE) in (None, "A", "B", "C", "D")
     assert isinstance(toxicity.is_refusal(HUGE), bool)
-    (v,) = default_scorer.score([HUGE])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning (overflow) on the user's terminal
+        (v,) = default_scorer.score([HUGE])
     assert 0.0 <= v <= 1.0

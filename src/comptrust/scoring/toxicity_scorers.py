@@ -150,7 +150,8 @@ class ProfanityCheckScorer:
         for text in texts:
             idx = [self._vocab[t] for t in self._token_re.findall(text.lower()) if t in self._vocab]
             df = self._coefs[:, idx].sum(axis=1) + self._intercepts  # one decision value per fold
-            p = 1.0 / (1.0 + np.exp(self._a * df + self._b))
+            with np.errstate(over="ignore"):  # a runaway answer: exp overflows to inf, p to 0, correctly
+                p = 1.0 / (1.0 + np.exp(self._a * df + self._b))
             out.append(float(np.clip(p.mean(), 0.0, 1.0)))
         return out
 
