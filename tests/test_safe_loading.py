@@ -50,3 +50,16 @@ def test_spec_names_cannot_leave_the_sweep_dir(tmp_path, tiny_model, name, where
             "dimensions: [stereotype]\n")
     with pytest.raises(SpecError, match="safe directory name|name"):
         parse_spec(text, "spec.yaml", tmp_path)
+
+
+def test_sweep_spec_allow_pickle_per_model(tmp_path, tiny_model):
+    from comptrust.spec import check_models
+
+    d = _copy(tiny_model, tmp_path / "pickled")
+    for st in d.glob("*.safetensors"):
+        st.rename(d / "pytorch_model.bin")
+    base = "models:\n  - {ref: %s, name: p%s}\nvariants:\n  - {name: rtn4, method: rtn, bits: 4}\ndimensions: [stereotype]\n"
+    with pytest.raises(SpecError, match="allow-pickle"):
+        check_models(parse_spec(base % (d, ""), "spec.yaml", tmp_path))
+    resolved = check_models(parse_spec(base % (d, ", allow_pickle: true"), "spec.yaml", tmp_path))
+    assert resolved["p"].allow_pickle is True

@@ -44,6 +44,7 @@ class ModelEntry(_Strict):
     name: str | None = None  # directory name under runs/ and variants/; default derived from ref
     chat_template: str | None = None  # tokenizer | llama-2 | vicuna_v1.1 | plain
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # pickle (.bin/.pt) weights can run code when loaded
 
     @model_validator(mode="before")
     @classmethod
@@ -319,7 +320,7 @@ def check_models(loaded: LoadedSpec, *, download: bool = True, log: Callable[[st
             if not p.is_absolute():
                 ref = str(loaded.base_dir / p) if (loaded.base_dir / p).exists() else ref
         try:
-            out[m.dir_name] = resolve_model(ref, trust_remote_code=m.trust_remote_code)
+            out[m.dir_name] = resolve_model(ref, trust_remote_code=m.trust_remote_code, allow_pickle=m.allow_pickle)
         except ModelRefError as e:
             raise _error(loaded.source, root, ("models", i, "ref"), str(e)) from None
     return out

@@ -307,9 +307,11 @@ def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=
                     vdir.parent.mkdir(parents=True, exist_ok=True)
                     _clean_stale_builds(vdir.parent)
                     if executor is not None:
-                        m = executor.build(build_variant, job.spec, model.ref, vdir, trust_remote_code=model.trust_remote_code)
+                        m = executor.build(build_variant, job.spec, model.ref, vdir, trust_remote_code=model.trust_remote_code,
+                                           allow_pickle=model.allow_pickle)
                     else:
-                        m = build_variant(job.spec, model.ref, vdir, trust_remote_code=model.trust_remote_code, log=ev.log)
+                        m = build_variant(job.spec, model.ref, vdir, trust_remote_code=model.trust_remote_code,
+                                          allow_pickle=model.allow_pickle, log=ev.log)
                     rec["fingerprint"] = m.fingerprint
                     detail = f"{m.name}: {m.bits_per_weight:.2f} bits/weight, sparsity {m.measured.get('sparsity_overall', 0):.3f}"
                 else:

@@ -38,6 +38,7 @@ def compress(
     chat_template_calib: bool = typer.Option(False, "--chat-template-calib/--no-chat-template-calib", help="Wrap calibration samples in the model's chat template."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Model cache (default $COMPTRUST_CACHE or ~/.cache/comptrust)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the checkpoint."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (.bin/.pt), which can run code when loaded."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON instead of a summary."),
 ) -> None:
     """Compress a model into a variant directory: compressed-tensors checkpoint + manifest.json."""
@@ -51,7 +52,7 @@ def compress(
     )
     from ..compress.build import build_variant
 
-    manifest = build_variant(spec, model, out, cache_dir=cache_dir, trust_remote_code=trust_remote_code,
+    manifest = build_variant(spec, model, out, cache_dir=cache_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
                              log=lambda s: typer.echo(s, err=True))
     if as_json:
         typer.echo(json.dumps(manifest.model_dump(mode="json"), indent=2))

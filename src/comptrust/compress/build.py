@@ -82,6 +82,7 @@ def build_variant(
     *,
     cache_dir: str | Path | None = None,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
     log: Callable[[str], None] = lambda s: None,
 ) -> Manifest:
     """Build (or reuse) the variant of model_ref described by spec at out_dir; returns its manifest."""
@@ -92,17 +93,18 @@ def build_variant(
     # instead of failing to rename its own build over a non-empty directory.
     with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_locked(spec, model_ref, out_dir, _check_out_dir(out_dir), cache_dir, trust_remote_code, log)
+        return _build_locked(spec, model_ref, out_dir, _check_out_dir(out_dir), cache_dir, trust_remote_code, allow_pickle, log)
 
 
 def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: Manifest | None, cache_dir,
-                  trust_remote_code: bool, log: Callable[[str], None]) -> Manifest:
+                  trust_remote_code: bool, allow_pickle: bool, log: Callable[[str], None]) -> Manifest:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..models.resolve import resolve_model
 
-    base = resolve_model(model_ref, cache_dir_override=cache_dir, trust_remote_code=trust_remote_code)
+    base = resolve_model(model_ref, cache_dir_override=cache_dir, trust_remote_code=trust_remote_code,
+                         allow_pickle=allow_pickle)
     if base.kind == "variant":
         raise CompressionError(
             f"{model_ref} is already a compressed variant ({base.display_name}); compress its base model "

@@ -55,6 +55,7 @@ class ResolvedModel:
     manifest: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # the user accepted pickle weights for this model
     endpoint: str | None = None  # base URL of an OpenAI-compatible server (kind "endpoint")
 
     @property
@@ -171,7 +172,7 @@ def _local_dir(p: Path, ref: str, allow_pickle: bool = False) -> ResolvedModel:
         # torch.load of a .bin/.pt runs whatever code the pickle names: same rule as for hub models
         raise ModelRefError(
             f"{p} holds only pickle weights ({', '.join(f.name for f in weight_files(p))}), which can run code when "
-            "loaded; convert them to safetensors, or pass --allow-pickle if you trust the source"
+            "loaded; convert them to safetensors, or pass --allow-pickle (allow_pickle: true in a sweep spec) if you trust the source"
         )
     for f in weight_files(p):
         if f.suffix == ".safetensors":
@@ -271,6 +272,7 @@ def resolve_model(
                 f"embedded:<name>; try {DEFAULT_MODEL}"
             )
     resolved.trust_remote_code = trust_remote_code
+    resolved.allow_pickle = allow_pickle
     cfg = json.loads((resolved.path / "config.json").read_text())
     if cfg.get("auto_map") and not trust_remote_code:
         raise ModelRefError(
