@@ -312,6 +312,10 @@ def load_model_and_tokenizer(resolved: ResolvedModel, device: str | None = None,
     quiet_transformers()
     device = device or default_device()
     torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    # compressed-tensors draws its own tqdm bars while decompressing a variant; they would
+    # interleave with our progress bar, so tqdm is silenced for the duration of the load.
+    old_tqdm = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
     try:
         tok = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=resolved.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -323,6 +327,11 @@ def load_model_and_tokenizer(resolved: ResolvedModel, device: str | None = None,
             f"{resolved.path}: could not load the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
             "check config.json and the weight files are complete"
         ) from None
+    finally:
+        if old_tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old_tqdm
     model.to(device)
     model.eval()
     return model, tok
