@@ -307,15 +307,37 @@ def default_device() -> str:
 def load_model_and_tokenizer(resolved: ResolvedModel, device: str | None = None, dtype: str | None = None):
     """fp32 on CPU (bf16 matmul is ~30x slower there), bf16 on CUDA, unless dtype is given."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()
     device = device or default_device()
     torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     # compressed-tensors draws its own tqdm bars while decompressing a variant; they would
     # interleave with our progress bar, so tqdm is silenced for the duration of the load.
-    old_tqdm = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
+    with _tqdm_silenced():
+        return _load(resolved, device, torch_dtype)
+
+
+@contextlib.contextmanager
+def _tqdm_silenced():
+    # TQDM_DISABLE is read when tqdm is imported, so it cannot be set here; patch the constructor.
+    import tqdm.std
+
+    orig = tqdm.std.tqdm.__init__
+
+    def quiet_init(self, *args, **kwargs):
+        kwargs["disable"] = True
+        orig(self, *args, **kwargs)
+
+    tqdm.std.tqdm.__init__ = quiet_init
+    try:
+        yield
+    finally:
+        tqdm.std.tqdm.__init__ = orig
+
+
+def _load(resolved: ResolvedModel, device: str, torch_dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         tok = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=resolved.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -327,11 +349,6 @@ def load_model_and_tokenizer(resolved: ResolvedModel, device: str | None = None,
             f"{resolved.path}: could not load the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
             "check config.json and the weight files are complete"
         ) from None
-    finally:
-        if old_tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old_tqdm
     model.to(device)
     model.eval()
     return model, tok
