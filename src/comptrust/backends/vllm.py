@@ -50,6 +50,15 @@ def _cuda_available() -> bool:
         return False
 
 
+def _quantized(resolved: ResolvedModel) -> bool:
+    import json
+
+    try:
+        return bool(json.loads((resolved.path / "config.json").read_text()).get("quantization_config"))
+    except (OSError, ValueError):
+        return False
+
+
 def _max_positions(resolved: ResolvedModel) -> int | None:
     import json
 
@@ -97,7 +106,11 @@ class VLLMBackend:
         on_cpu = self.device == "cpu"
         # CPU: fp32 like the HF backend (bf16 matmul is slow there and would change greedy text);
         # GPU: what the checkpoint says (bf16 for most; quantized variants pick their kernels).
-        dtype = dtype or ("float32" if on_cpu else "auto")
+        # Quantized (compressed-tensors) variants on CPU run bf16: the only dtype vLLM's CPU int
+        # kernels implement; their greedy text can then differ from the HF backend's fp32.
+        # vLLM's CPU kernels for packed int weights (cpu_gemm_wna16) exist for bf16 only
+        quantized = _quantized(resolved)
+        dtype = dtype or ("auto" if not on_cpu else "bfloat16" if quantized else "float32")
         if memory_fraction is None:
             # on CPU the "gpu" memory fraction reserves host RAM for the KV cache; keep it small
             memory_fraction = float(os.environ.get("COMPTRUST_VLLM_MEMORY_FRACTION", 0.15 if on_cpu else 0.85))
@@ -167,7 +180,7 @@ class VLLMBackend:
         t0 = time.perf_counter()
         try:
             outs = self.llm.generate(prompts, sps, use_tqdm=False)
-        except (ValueError, RuntimeError) as e:  # RuntimeError: the engine died (unsupported kernel, OOM)
+        except Exception as e:  # noqa: BLE001 - ValueError (refused), EngineDeadError (unsupported kernel, OOM)
             raise BackendError(f"vLLM failed on a batch ({type(e).__name__}: {_first_line(e)}); use --backend hf for this model") from None
         self.gen_seconds += time.perf_counter() - t0
         results = []
