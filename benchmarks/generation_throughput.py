@@ -48,7 +48,11 @@ def main() -> None:
     t1, n1, o1 = run(1)
     tb, nb, ob = run(args.batch_size)
     same = sum(o1[k].text == ob[k].text for k in o1)
-    print(f"model {resolved.display_name}, {len(items)} prompts, max_new_tokens {args.max_new_tokens}, greedy, {backend.device} {backend.dtype}")
+    prompt_tokens = sum(backend.count_tokens(it.prompt) for it in items)
+    print(f"model {resolved.display_name}, {len(items)} prompts ({prompt_tokens} prompt tokens), "
+          f"max_new_tokens {args.max_new_tokens}, greedy, {backend.device} {backend.dtype}")
+    # On a CPU both paths are dominated by prompt processing (compute-bound prefill) when answers
+    # are short; batching pays off in the decode steps, i.e. for long generations.
     print(f"(a) one prompt at a time : {n1} tokens in {t1:6.1f} s = {n1 / t1:6.1f} tokens/s")
     print(f"(b) batched (bs={args.batch_size:>2})      : {nb} tokens in {tb:6.1f} s = {nb / tb:6.1f} tokens/s")
     print(f"speed-up (b)/(a): {(nb / tb) / (n1 / t1):.2f}x; identical greedy outputs: {same}/{len(items)}")
