@@ -282,8 +282,7 @@ def collect_generations(plan: Plan, store: Store) -> dict[str, list[Generation]]
     return out
 
 
-def score_all(name: str, gens: list[Generation], options: dict[str, Any], store: Store) -> list[SampleScore]:
-    p = get_perspective(name, **options, score_cache=store.score_cache())
+def score_all(p, gens: list[Generation]) -> list[SampleScore]:
     if hasattr(p, "score_many"):
         return list(p.score_many(gens))
     return [p.score(g) for g in gens]
@@ -328,11 +327,12 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
         scorers: dict[str, Any] = {}
         for name, gl in gens.items():
             checkpoint("score")
-            scores = score_all(name, gl, cfg.options, store)
+            # one instance scores and aggregates (the score cache lets a scorer skip known texts)
+            p = get_perspective(name, **cfg.options, score_cache=store.score_cache())
+            scores = score_all(p, gl)
             ctx = plan.contexts[name]
-            res = get_perspective(name, **cfg.options).aggregate(scores, ctx)
-            d = res.to_json()
-            d["title"] = getattr(type(get_perspective(name)), "title", name)
+            d = p.aggregate(scores, ctx).to_json()
+            d["title"] = getattr(type(p), "title", name)
             d["notes"] = list(dict.fromkeys([*ctx.notes, *d.get("notes", [])]))
             d["counts"] = {"requests": len(gl), "samples": sum(max(1, len(g.texts)) for g in gl), **d.get("counts", {})}
             dims[name] = d
