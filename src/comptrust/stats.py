@@ -39,22 +39,20 @@ class Pairing:
     duplicates: int = 0  # repeated request ids on either side (first occurrence kept)
 
 
+def _first_by_id(scores: Sequence[SampleScore]) -> tuple[dict[str, SampleScore], int]:
+    """The first score per request_id, and how many later duplicates were dropped."""
+    by: dict[str, SampleScore] = {}
+    for s in scores:
+        by.setdefault(s.request_id, s)
+    return by, len(scores) - len(by)
+
+
 def pair_scores(dense: Sequence[SampleScore], variant: Sequence[SampleScore]) -> Pairing:
     """Match requests by request_id; only ids present on both sides are paired. Order follows
     the dense list; the group is the dense side's (the request defines it)."""
-    dup = 0
-    d_by: dict[str, SampleScore] = {}
-    for s in dense:
-        if s.request_id in d_by:
-            dup += 1
-        else:
-            d_by[s.request_id] = s
-    v_by: dict[str, SampleScore] = {}
-    for s in variant:
-        if s.request_id in v_by:
-            dup += 1
-        else:
-            v_by[s.request_id] = s
+    d_by, d_dup = _first_by_id(dense)
+    v_by, v_dup = _first_by_id(variant)
+    dup = d_dup + v_dup
     ids = [i for i in d_by if i in v_by]
     return Pairing(
         ids=ids,
