@@ -26,6 +26,9 @@ class GenParams:
     max_new_tokens: int
     temperature: float = 0.0
     top_p: float = 1.0
+    # Sampling keeps only the top_k most likely tokens (0 = the full vocabulary). DT's HF path
+    # sampled with transformers' default top_k=50; the `paper` protocol preset sets it.
+    top_k: int = 0
     n: int = 1  # samples per prompt (each sample is stored under its own key)
     stop: tuple[str, ...] = ()
     seed: int = 0  # sampling seed; ignored when greedy
@@ -35,6 +38,8 @@ class GenParams:
         whether 5 or 25 samples are asked for)."""
         d = asdict(self)
         d.pop("n")
+        if self.temperature == 0 or not self.top_k:
+            d.pop("top_k")  # absent when off, so keys of runs before top_k existed still match
         if self.temperature == 0:
             d.pop("seed")
             d.pop("top_p")
