@@ -19,7 +19,7 @@ def test_top_k_keeps_only_the_k_most_likely_tokens():
 
 def test_top_k_then_top_p():
     logits = torch.tensor([[3.0, 2.9, 0.0, -1.0]])
-    p = sampling_probs(logits, 1.0, top_k=3, top_p=0.5)
+    p = sampling_probs(logits, 1.0, top_k=3, top_p=0.6)
     assert (p > 0).sum() == 2
 
 

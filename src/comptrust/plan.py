@@ -171,7 +171,7 @@ def workload_from_requests(requests: dict[str, list]) -> Workload:
 
 def measure_workload(loaded: LoadedSpec) -> Workload:
     """Ask each perspective for its requests (reads the data; no model, no tokenizer)."""
-    from .perspectives.base import PerspectiveContext, get_perspective
+    from .perspectives.base import PerspectiveContext, get_perspective, resolve_options
     from .profiles import get_profile
     from .runner import make_data_source
 
@@ -179,9 +179,10 @@ def measure_workload(loaded: LoadedSpec) -> Workload:
     data = make_data_source(loaded.data_dir, spec.on_bad_row)
     profile = get_profile(spec.profile)
     requests, notes = {}, []
+    options = resolve_options(list(spec.dimensions), spec.options)
     for name in spec.dimensions:
-        ctx = PerspectiveContext(data=data, profile=profile, seed=spec.seed, limit=spec.limit, options=dict(spec.options))
-        requests[name] = get_perspective(name, **spec.options).requests(ctx)
+        ctx = PerspectiveContext(data=data, profile=profile, seed=spec.seed, limit=spec.limit)
+        requests[name] = get_perspective(name, options[name]).requests(ctx)
         notes += [f"{name}: {n}" if not n.startswith(name) else n for n in ctx.notes]
     w = workload_from_requests(requests)
     return Workload(w.rows, tuple(dict.fromkeys(notes)))

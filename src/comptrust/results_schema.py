@@ -102,6 +102,7 @@ class ProfileInfo(_Strict):
 class DimensionScore(_Strict):
     dimension: str
     title: str = ""
+    version: str | None = Field(None, description="the perspective's version (its requests/score/aggregate); null in documents written before it was recorded")
     score: float | None = Field(None, description="0-100, higher is more trustworthy; None when nothing was usable")
     refusal_rate: float | None = Field(None, description="0-1")
     subscores: dict[str, float | None] = Field(default_factory=dict)

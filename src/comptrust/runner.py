@@ -24,7 +24,7 @@ from .errors import ConfigError
 from .faults import checkpoint
 from .models.chat import ChatFormatter
 from .models.resolve import ResolvedModel, resolve_model
-from .perspectives.base import PerspectiveContext, get_perspective
+from .perspectives.base import PerspectiveContext, get_perspective, resolve_options
 from .profiles import get_profile
 from .results_doc import _read_json, _results_doc, _same_model, _versions, write_results  # noqa: F401  (kept importable from here)
 from .store import Store, request_key
@@ -86,6 +86,7 @@ class Plan:
     units: dict[str, list[Unit]]
     contexts: dict[str, PerspectiveContext]
     data: DataSource
+    options: dict[str, Any] = field(default_factory=dict)  # name -> the perspective's typed Options
 
     def summary(self) -> list[dict[str, Any]]:
         rows = []
@@ -132,10 +133,10 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
     if not cfg.perspectives:
         raise ConfigError("no perspectives given; pass --perspectives stereotype (see `comptrust ls`)")
     profile = get_profile(cfg.profile)
-    perspectives = {name: get_perspective(name, **cfg.options) for name in cfg.perspectives}
+    options = resolve_options(list(cfg.perspectives), cfg.options)  # unknown keys fail here
+    perspectives = {name: get_perspective(name, options[name]) for name in cfg.perspectives}
     for p in perspectives.values():
-        if hasattr(p, "validate"):
-            p.validate()
+        p.check()
     data = make_data_source(cfg.data_dir, cfg.on_bad_row)
     resolved = resolved or resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
     if cfg.backend not in BACKENDS:
@@ -154,7 +155,7 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
     units: dict[str, list[Unit]] = {}
     contexts: dict[str, PerspectiveContext] = {}
     for name, p in perspectives.items():
-        ctx = PerspectiveContext(data=data, profile=profile, seed=cfg.seed, limit=cfg.limit, options=dict(cfg.options))
+        ctx = PerspectiveContext(data=data, profile=profile, seed=cfg.seed, limit=cfg.limit)
         reqs = [_with_sampling_seed(r, cfg.seed) for r in p.requests(ctx)]
         if cfg.backend == "openai" and any(r.choices for r in reqs):
             raise ConfigError(f"{name} asks for log-likelihoods, which chat endpoints do not give; evaluate it with --backend hf or vllm")
@@ -169,7 +170,7 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
             for i in range(n):
                 us.append(Unit(name, r, i, prompt, request_key(resolved.fingerprint, cfg.backend, prompt, r.params, i, r.choices)))
         units[name] = us
-    return Plan(resolved, formatter, requests, units, contexts, data)
+    return Plan(resolved, formatter, requests, units, contexts, data, options)
 
 
 BACKENDS = ("hf", "vllm", "openai")
@@ -267,9 +268,7 @@ def collect_generations(plan: Plan, store: Store) -> dict[str, list[Generation]]
 
 
 def score_all(p, gens: list[Generation]) -> list[SampleScore]:
-    if hasattr(p, "score_many"):
-        return list(p.score_many(gens))
-    return [p.score(g) for g in gens]
+    return list(p.score_many(gens))
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -312,11 +311,12 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
         for name, gl in gens.items():
             checkpoint("score")
             # one instance scores and aggregates (the score cache lets a scorer skip known texts)
-            p = get_perspective(name, **cfg.options, score_cache=store.score_cache())
+            p = get_perspective(name, plan.options[name], score_cache=store.score_cache())
             scores = score_all(p, gl)
             ctx = plan.contexts[name]
             d = p.aggregate(scores, ctx).to_json()
-            d["title"] = getattr(type(p), "title", name)
+            d["title"] = p.title
+            d["version"] = p.version
             d["notes"] = list(dict.fromkeys([*ctx.notes, *d.get("notes", [])]))
             d["counts"] = {"requests": len(gl), "samples": sum(max(1, len(g.texts)) for g in gl), **d.get("counts", {})}
             dims[name] = d

@@ -288,6 +288,14 @@ def _check_meaning(spec: SweepSpec, base_dir: Path) -> list[tuple[Loc, str]]:
             errors.append((("dimensions", i), f"unknown dimension {d!r}; use one of: {', '.join(sorted(known))}"))
     if len(set(spec.dimensions)) != len(spec.dimensions):
         errors.append((("dimensions",), "a dimension is listed twice; list each once"))
+    if all(d in known for d in spec.dimensions):
+        from .errors import ConfigError
+        from .perspectives.base import resolve_options
+
+        try:
+            resolve_options(list(spec.dimensions), spec.options)  # unknown or ill-typed options
+        except ConfigError as e:
+            errors.append((("options",), str(e)))
     if spec.profile not in PROFILES:
         errors.append((("profile",), f"unknown profile {spec.profile!r}; use one of: {', '.join(PROFILES)}"))
     if spec.data_dir is not None:

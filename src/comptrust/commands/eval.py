@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="embedded:NAME, HF id, checkpoint/variant dir, or .gguf file"),
         perspectives: str = typer.Option("stereotype", "--perspectives", "-p", help="comma-separated (see `comptrust ls`)"),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="DecodingTrust checkout (holds data/), or `hub[@REV]` for the HF dataset AI-Secure/DecodingTrust; default: the bundled mini set"),
-        toxicity_scorer: str = typer.Option("default", "--toxicity-scorer", help="default (offline) | hf:PATH (local classifier) | perspective (needs PERSPECTIVE_API_KEY)"),
+        toxicity_scorer: Optional[str] = typer.Option(None, "--toxicity-scorer", help="default (offline) | hf:PATH (local classifier) | perspective (needs PERSPECTIVE_API_KEY)"),
         profile: str = typer.Option("smoke", "--profile", help="smoke | quick | full"),
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="cap on prompts per perspective"),
         out: Path = typer.Option(..., "--out", "-o", help="run directory (created; re-running resumes)"),
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = EvalConfig(
             model=model, perspectives=[p.strip() for p in perspectives.split(",") if p.strip()], out_dir=out,
-            data_dir=data_dir, profile=profile, seed=seed, limit=limit, options={"toxicity_scorer": toxicity_scorer, **parse_options(option)},
+            data_dir=data_dir, profile=profile, seed=seed, limit=limit, options={**({"toxicity_scorer": toxicity_scorer} if toxicity_scorer else {}), **parse_options(option)},
             on_bad_row=on_bad_row, device=device, batch_size=batch_size, chat_template=chat_template,
             trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, backend=backend, base_url=base_url, api_model=api_model,
             api_key_env=api_key_env, concurrency=concurrency, request_timeout=request_timeout, max_retries=max_retries,

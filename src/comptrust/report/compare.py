@@ -56,28 +56,30 @@ Aggregator = Callable[[str, LoadedRun], "DimAggregator | None"]
 
 
 def registry_aggregator(dimension: str, run: LoadedRun) -> DimAggregator | None:
-    """The perspective's own aggregate, with the run's profile, seed and options.
-
-    A perspective may also declare `bootstrap_mean_key` (its score is exactly the mean of that
-    value x 100; enables the vectorised bootstrap) and `sample_utility(score) -> float` (per
-    request, higher = more trustworthy; ranks the worst-regressing samples)."""
+    """The perspective's own aggregate, with the run's profile, seed and recorded options (the
+    dimension's effective options where recorded, else the run's top-level options), and its
+    `bootstrap_mean_key` / `sample_utility` hooks (see perspectives/base.py)."""
     from ..data.source import DataSource
-    from ..perspectives.base import PerspectiveContext, get_perspective
+    from ..perspectives.base import Perspective, PerspectiveContext, get_perspective
+    from ..perspectives.registry import recorded_options
     from ..profiles import get_profile
 
+    dim = run.results.dimensions.get(dimension)
+    prov = getattr(dim, "provenance", None)
+    recorded = getattr(prov, "options", None) or run.results.options
     try:
-        P = get_perspective(dimension)
+        P = get_perspective(dimension, recorded_options(dimension, recorded))
         profile = get_profile(run.results.profile.name)
     except ComptrustError:
         return None
-    ctx = PerspectiveContext(data=DataSource.bundled(), profile=profile, seed=run.results.profile.seed,
-                             options=dict(run.results.options))
+    ctx = PerspectiveContext(data=DataSource.bundled(), profile=profile, seed=run.results.profile.seed)
 
     def score(scores: list[SampleScore]) -> float | None:
         return P.aggregate(scores, ctx).score
 
-    return DimAggregator(score=score, fast_mean_key=getattr(P, "bootstrap_mean_key", None),
-                         utility=getattr(P, "sample_utility", None))
+    has_utility = type(P).sample_utility is not Perspective.sample_utility
+    return DimAggregator(score=score, fast_mean_key=P.bootstrap_mean_key,
+                         utility=P.sample_utility if has_utility else None)
 
 
 @dataclass
