@@ -25,8 +25,8 @@ def needs_shared():
         pytest.skip("shared DecodingTrust data absent")
 
 
-def ctx_for(source: DataSource, profile: str = "full", **options) -> PerspectiveContext:
-    return PerspectiveContext(data=source, profile=get_profile(profile), options=options)
+def ctx_for(source: DataSource, profile: str = "full") -> PerspectiveContext:
+    return PerspectiveContext(data=source, profile=get_profile(profile))
 
 
 def row(label: str, options=("yes", "no"), n_demos: int = 2, text: str = "input text") -> dict:

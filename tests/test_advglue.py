@@ -21,9 +21,8 @@ DT = Path(__file__).resolve().parents[2] / "shared" / "decodingtrust"
 needs_dt = pytest.mark.skipif(not DT.is_dir(), reason="shared DecodingTrust data absent")
 
 
-def ctx_for(root: Path, profile: str = "full", on_bad_row: str = "fail", **options) -> PerspectiveContext:
-    return PerspectiveContext(data=DataSource.from_dir(root, on_bad_row=on_bad_row), profile=get_profile(profile),
-                              options=options)
+def ctx_for(root: Path, profile: str = "full", on_bad_row: str = "fail") -> PerspectiveContext:
+    return PerspectiveContext(data=DataSource.from_dir(root, on_bad_row=on_bad_row), profile=get_profile(profile))
 
 
 # ----------------------------------------------------------------------------- parsing parity
@@ -106,8 +105,8 @@ def test_original_dev_set_requests_and_naming():
 
 @needs_dt
 def test_task_selection_and_quick_profile():
-    ctx = ctx_for(DT, advglue_tasks="sst2,qqp,mnli,mnli-mm,qnli,rte")
-    reqs = AdvGLUEPerspective().requests(ctx)
+    ctx = ctx_for(DT)
+    reqs = AdvGLUEPerspective(advglue_tasks="sst2,qqp,mnli,mnli-mm,qnli,rte").requests(ctx)
     assert len(reqs) == 738
     rte = next(r for r in reqs if r.group == "original/rte")
     assert "\npremise: " in rte.messages[-1].content and "\nHypothesis: " in rte.messages[-1].content

@@ -13,9 +13,7 @@ from comptrust.perspectives.classification import (
     FEW_SHOT_ACK,
     FEW_SHOT_SYSTEM,
     ZERO_SHOT_SYSTEM,
-    bool_option,
     capped_tokens,
-    choice_option,
     classification_messages,
     classification_row_validator,
     classify,
@@ -27,9 +25,9 @@ from comptrust.profiles import get_profile
 from comptrust.types import Message
 
 
-def ctx(profile: str = "full", tmp: Path | None = None, **options) -> PerspectiveContext:
+def ctx(profile: str = "full", tmp: Path | None = None) -> PerspectiveContext:
     root = tmp or Path(".")
-    return PerspectiveContext(data=DataSource(root=root), profile=get_profile(profile), options=options)
+    return PerspectiveContext(data=DataSource(root=root), profile=get_profile(profile))
 
 
 def test_zero_shot_messages():
@@ -79,20 +77,6 @@ def test_classify_correct_unknown():
     assert not o.correct and o.unknown
     # pre equals the label even though the full answer has an explanation
     assert classify("yes, the premise entails it", "yes", opts).correct
-
-
-def test_options_helpers():
-    c = ctx(flag="true", pol="b")
-    assert bool_option(c, {}, "flag", False) is True
-    assert bool_option(c, {"other": 1}, "other", False) is True  # constructor option
-    assert bool_option(ctx(), {}, "missing", False) is False
-    with pytest.raises(ConfigError, match="not a boolean"):
-        bool_option(ctx(flag="maybe"), {}, "flag", False)
-    assert choice_option(c, {}, "pol", "a", ("a", "b")) == "b"
-    with pytest.raises(ConfigError, match="pol='z'"):
-        choice_option(ctx(pol="z"), {}, "pol", "a", ("a", "b"))
-    # ctx.options wins over constructor options
-    assert choice_option(c, {"pol": "a"}, "pol", "a", ("a", "b")) == "b"
 
 
 def test_profile_helpers():

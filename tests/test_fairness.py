@@ -35,8 +35,8 @@ def needs_shared():
         pytest.skip("shared DecodingTrust data absent")
 
 
-def ctx_for(source: DataSource, profile: str = "full", **options) -> PerspectiveContext:
-    return PerspectiveContext(data=source, profile=get_profile(profile), options=options)
+def ctx_for(source: DataSource, profile: str = "full") -> PerspectiveContext:
+    return PerspectiveContext(data=source, profile=get_profile(profile))
 
 
 def write_setting(root: Path, stem: str, labels: list[str], sens, gt=None, demos: int = 0) -> None:
@@ -165,7 +165,7 @@ def test_policies_and_formula(tmp_path):
         answers[r.id] = a
     scores = _score_all(P, reqs, answers)
 
-    excl = P.aggregate(scores, ctx_for(DataSource.from_dir(tmp_path), fairness_unknown_policy="exclude"))
+    excl = get_perspective("fairness", fairness_unknown_policy="exclude").aggregate(scores, c)
     y = np.array([1, 0, 1, 1, 0, 1]); p = np.array([1, 1, 0, 0, 0, 0]); a = np.array([1, 1, 1, 0, 0, 0])
     dpd_adult = fl_dpd(y, p, sensitive_features=a)
     yc = np.array([0, 1, 0, 1, 1, 1]); pc = np.array([0, 0, 0, 1, 1, 1])
@@ -189,15 +189,15 @@ def test_policies_and_formula(tmp_path):
     assert rnd.extra["settings"]["zero_shot_br_0.0"]["dpd"] == pytest.approx(fl_dpd(y_all, p_all, sensitive_features=a_all))
     assert rnd.refusal_rate == excl.refusal_rate  # rejection = 1 - known / total either way
     # same answers through fairlearn itself
-    fl = P.aggregate(scores, ctx_for(DataSource.from_dir(tmp_path), fairness_use_fairlearn=True))
+    fl = get_perspective("fairness", fairness_use_fairlearn=True).aggregate(scores, c)
     assert fl.score == pytest.approx(rnd.score)
     with pytest.raises(ConfigError, match="fairness_unknown_policy"):
-        P.aggregate(scores, ctx_for(DataSource.from_dir(tmp_path), fairness_unknown_policy="drop"))
+        get_perspective("fairness", fairness_unknown_policy="drop")
 
 
 def test_both_answers_tie_break_and_few_parseable_rule(tmp_path):
-    P = get_perspective("fairness")
-    c = ctx_for(DataSource.from_dir(mini_dir(tmp_path)), fairness_unknown_policy="exclude")
+    P = get_perspective("fairness", fairness_unknown_policy="exclude")
+    c = ctx_for(DataSource.from_dir(mini_dir(tmp_path)))
     reqs = [r for r in P.requests(c) if r.group == "zero_shot_br_0.0"]
     # "Yes and no" is a tie: known, labelled by the seeded coin
     s = P.score(Generation(reqs[0], ("Yes and no",)))

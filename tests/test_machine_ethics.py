@@ -30,8 +30,8 @@ def needs_shared():
         pytest.skip("shared DecodingTrust data absent")
 
 
-def ctx_for(source: DataSource, profile: str = "full", **options) -> PerspectiveContext:
-    return PerspectiveContext(data=source, profile=get_profile(profile), options=options)
+def ctx_for(source: DataSource, profile: str = "full") -> PerspectiveContext:
+    return PerspectiveContext(data=source, profile=get_profile(profile))
 
 
 def write_csv(path: Path, rows: list[tuple[int, str, bool]]) -> None:
@@ -163,7 +163,7 @@ def test_policies_counted_and_excluded(tmp_path):
     assert counted.extra["fpr_evasive"] == 0
     assert counted.score == pytest.approx(100 * (0.5 + 1 + (1 - fpr_jb_counted) + 1) / 4)
 
-    excluded = P.aggregate(scores, ctx_for(DataSource.from_dir(tmp_path), ethics_refusal_policy="excluded"))
+    excluded = get_perspective("machine_ethics", ethics_refusal_policy="excluded").aggregate(scores, ctx_for(DataSource.from_dir(tmp_path)))
     assert excluded.extra["acc_zero"] == pytest.approx(4 / 6)  # over in-option answers only
     fpr_jb_excl = (1 / 2 + 0 + 0 + 0 + 0) / 5
     assert excluded.extra["fpr_jailbreak"] == pytest.approx(fpr_jb_excl)
@@ -173,12 +173,12 @@ def test_policies_counted_and_excluded(tmp_path):
     assert counted.subscores["jailbreak"] == pytest.approx(100 * (1 - fpr_jb_counted))
 
     with pytest.raises(ConfigError, match="ethics_refusal_policy"):
-        P.aggregate(scores, ctx_for(DataSource.from_dir(tmp_path), ethics_refusal_policy="paper"))
+        get_perspective("machine_ethics", ethics_refusal_policy="paper")
 
 
 def test_no_in_option_answer_is_not_a_division_by_zero(tmp_path):
-    P = get_perspective("machine_ethics")
-    c = ctx_for(DataSource.from_dir(mini_dir(tmp_path, n=8)), ethics_refusal_policy="excluded")
+    P = get_perspective("machine_ethics", ethics_refusal_policy="excluded")
+    c = ctx_for(DataSource.from_dir(mini_dir(tmp_path, n=8)))
     reqs = [r for r in P.requests(c) if r.group in ("zero_shot", "jailbreak_1", "jailbreak_2")]
     scores = _scores(P, reqs, lambda r: "I refuse" if r.group == "jailbreak_1" else r.meta["label"])
     res = P.aggregate(scores, c)
@@ -195,9 +195,10 @@ def test_bootstrap_resamples_with_missing_groups(tmp_path):
     scores = _scores(P, P.requests(c), lambda r: random.Random(r.id).choice(["wrong", "not wrong", "no idea"]))
     rng = random.Random(1)
     for policy in ("counted", "excluded"):
-        cc = ctx_for(DataSource.from_dir(tmp_path), ethics_refusal_policy=policy)
+        cc = ctx_for(DataSource.from_dir(tmp_path))
+        Pp = get_perspective("machine_ethics", ethics_refusal_policy=policy)
         for _ in range(20):
-            res = P.aggregate([rng.choice(scores) for _ in range(rng.randint(1, 30))], cc)
+            res = Pp.aggregate([rng.choice(scores) for _ in range(rng.randint(1, 30))], cc)
             assert res.score is None or 0 <= res.score <= 100
 
 

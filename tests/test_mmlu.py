@@ -23,8 +23,8 @@ def q(subject="high_school_geography", question="Q?", choices=("a", "b", "c", "d
     return MMLUQuestion(subject, question, tuple(choices), answer)
 
 
-def ctx(profile="smoke", **options):
-    return PerspectiveContext(DataSource.bundled(), get_profile(profile), seed=0, options=options)
+def ctx(profile="smoke"):
+    return PerspectiveContext(DataSource.bundled(), get_profile(profile), seed=0)
 
 
 # ---------------------------------------------------------------- prompts
@@ -66,15 +66,15 @@ def test_requests_one_user_message_per_question_stratified():
 
 
 def test_generate_mode_requests_and_ntrain_option():
-    P = get_perspective("mmlu")
-    c = ctx(mmlu_scoring="generate", mmlu_ntrain=2)
+    P = get_perspective("mmlu", mmlu_scoring="generate", mmlu_ntrain=2)
+    c = ctx()
     r = P.requests(c)[0]
     assert r.choices == () and r.params.max_new_tokens == 16 and r.params.temperature == 0
     assert r.messages[0].content.count("\nAnswer: ") == 2
     from comptrust.errors import ConfigError
 
     with pytest.raises(ConfigError, match="mmlu_scoring"):
-        P.requests(ctx(mmlu_scoring="sampling"))
+        get_perspective("mmlu", mmlu_scoring="sampling")
 
 
 # ---------------------------------------------------------------- scoring and aggregate
@@ -250,8 +250,8 @@ def test_both_scoring_modes_end_to_end_on_tiny_model(tiny):
 
     model, tok = tiny
     for mode in ("loglik", "generate"):
-        P = get_perspective("mmlu")
-        c = ctx(mmlu_scoring=mode, mmlu_max_new_tokens=4)
+        P = get_perspective("mmlu", mmlu_scoring=mode, mmlu_max_new_tokens=4)
+        c = ctx()
         scores = []
         for r in P.requests(c):
             prompt = tok.apply_chat_template([{"role": m.role, "content": m.content} for m in r.messages],

@@ -25,9 +25,8 @@ needs_dt = pytest.mark.skipif(not DT.is_dir(), reason="shared DecodingTrust data
 CHOICES = ["Pittsburgh Steelers", "Cincinnati Bengals", "Buffalo Bills", "Cleveland Browns"]
 
 
-def ctx_for(root: Path, profile: str = "full", on_bad_row: str = "fail", **options) -> PerspectiveContext:
-    return PerspectiveContext(data=DataSource.from_dir(root, on_bad_row=on_bad_row), profile=get_profile(profile),
-                              options=options)
+def ctx_for(root: Path, profile: str = "full", on_bad_row: str = "fail") -> PerspectiveContext:
+    return PerspectiveContext(data=DataSource.from_dir(root, on_bad_row=on_bad_row), profile=get_profile(profile))
 
 
 # ----------------------------------------------------------------------------- parsing parity
@@ -103,9 +102,7 @@ def test_aggregate_subscores_and_dimension_mean():
     assert any("missing: knowledge_fewshot" in n for n in res.notes)
     assert any("style averages 2/10" in n for n in res.notes)
     assert p.aggregate([], ctx).score is None
-    strict_ctx = PerspectiveContext(data=DataSource(root=Path("/x")), profile=get_profile("full"),
-                                    options={"ood_require_complete": True})
-    strict = p.aggregate(scores, strict_ctx)  # DT: no sub-score without all its parts, no score without all 4
+    strict = OODPerspective(ood_require_complete=True).aggregate(scores, ctx)  # DT: no sub-score without all its parts, no score without all 4
     assert strict.score is None and strict.subscores["knowledge"] == pytest.approx(75.0)
     assert strict.subscores["style"] is None and strict.extra["subscores_used"] == ["knowledge"]
     dup = p.aggregate(scores + scores[:2], ctx)  # bootstrap duplicates
@@ -164,8 +161,8 @@ def test_quick_profile_and_taddext_switch():
     assert [r.id for r in reqs] == [r.id for r in OODPerspective().requests(ctx_for(DT, "quick"))]
     style = [r for r in reqs if r.group.startswith("style")]
     assert all(STYLE_TASK in r.messages[1].content for r in style)
-    typo_ctx = ctx_for(DT, "quick", ood_taddext_typo=True)
-    typo = [r for r in OODPerspective().requests(typo_ctx) if r.group.startswith("style")]
+    typo_ctx = ctx_for(DT, "quick")
+    typo = [r for r in OODPerspective(ood_taddext_typo=True).requests(typo_ctx) if r.group.startswith("style")]
     assert [r.id for r in typo] == [r.id for r in style]
     assert all(STYLE_TASK_TYPO in r.messages[1].content and "taddext" in r.messages[1].content for r in typo)
     assert any("taddext" in n for n in typo_ctx.notes)

@@ -31,8 +31,8 @@ def needs_shared():
         pytest.skip("shared DecodingTrust data absent")
 
 
-def ctx_for(source: DataSource, profile: str = "full", **options) -> PerspectiveContext:
-    return PerspectiveContext(data=source, profile=get_profile(profile), options=options)
+def ctx_for(source: DataSource, profile: str = "full") -> PerspectiveContext:
+    return PerspectiveContext(data=source, profile=get_profile(profile))
 
 
 # --------------------------------------------------------------------------- DT parser
@@ -158,8 +158,8 @@ def test_duplicate_task_desc_switch():
     needs_shared()
     P = get_perspective("stereotype")
     once = P.requests(ctx_for(DataSource.from_dir(SHARED), "smoke"))
-    twice_ctx = ctx_for(DataSource.from_dir(SHARED), "smoke", stereotype_duplicate_task_desc=True)
-    twice = P.requests(twice_ctx)
+    twice_ctx = ctx_for(DataSource.from_dir(SHARED), "smoke")
+    twice = get_perspective("stereotype", stereotype_duplicate_task_desc=True).requests(twice_ctx)
     assert [r.id for r in once] == [r.id for r in twice]
     for a, b in zip(once, twice):
         assert a.messages[1].content.count("I am going to express my view") == 1
@@ -167,10 +167,7 @@ def test_duplicate_task_desc_switch():
         assert b.messages[1].content == TASK_DESC + "\n" + TASK_DESC + b.meta["statement"]
         assert b.messages[1].content.count("I am going to express my view") == 2
     assert any("twice" in n for n in twice_ctx.notes)
-    # the constructor option works too; ctx.options wins over it
-    P2 = get_perspective("stereotype", stereotype_duplicate_task_desc=True)
-    assert P2.requests(ctx_for(DataSource.from_dir(SHARED), "smoke"))[0].messages[1].content.count(TASK_DESC) == 2
-    assert P2.requests(ctx_for(DataSource.from_dir(SHARED), "smoke", stereotype_duplicate_task_desc=False))[0].messages[1].content.count(TASK_DESC) == 1
+    assert get_perspective("stereotype", stereotype_duplicate_task_desc="false").options.stereotype_duplicate_task_desc is False
 
 
 def test_bundled_set_builds():
@@ -304,18 +301,18 @@ def test_score_then_aggregate_end_to_end():
     s = P.score(gen("benign", "G", texts))
     assert s.parsed == [AGREE, NO_RESPONSE, DISAGREE, DISAGREE]
     assert s.values["agree"] == 0.25 and s.refusal == 0.25
-    s2 = P.score(gen("benign", "G", ["I agree. I disagree."] * 2, parser="comptrust"))
+    s2 = get_perspective("stereotype", stereotype_parser="comptrust").score(gen("benign", "G", ["I agree. I disagree."] * 2, parser="comptrust"))
     assert s2.parsed == [AGREE, AGREE]
-    # a constructor-level parser overrides the one recorded in the request (re-scoring)
+    # the perspective's own option decides, whatever a request recorded (re-scoring)
     assert get_perspective("stereotype", stereotype_parser="dt").score(gen("benign", "G", ["I agree. I disagree."], "comptrust")).parsed == [NO_RESPONSE]
     res = P.aggregate([s], ctx_for(DataSource.bundled()))
     assert res.score == pytest.approx(75.0)  # 1 - round(0.25, 2)
     assert res.refusal_rate == pytest.approx(0.25)
 
 
-def test_parser_option_flows_from_ctx():
-    ctx = ctx_for(DataSource.bundled(), "smoke", stereotype_parser="comptrust")
-    reqs = get_perspective("stereotype").requests(ctx)
+def test_parser_option_flows_to_requests():
+    ctx = ctx_for(DataSource.bundled(), "smoke")
+    reqs = get_perspective("stereotype", stereotype_parser="comptrust").requests(ctx)
     assert reqs and all(r.meta["parser"] == "comptrust" for r in reqs)
     assert any("comptrust" in n for n in ctx.notes)
 

@@ -43,9 +43,9 @@ def gen(rid: str, group: str, texts: tuple[str, ...]) -> Generation:
     return Generation(request=req, texts=texts)
 
 
-def ctx_for(root: Path | None = None, profile: str = "full", **options) -> PerspectiveContext:
+def ctx_for(root: Path | None = None, profile: str = "full") -> PerspectiveContext:
     ds = DataSource.from_dir(root) if root else DataSource(root=Path("/nonexistent"))
-    return PerspectiveContext(data=ds, profile=get_profile(profile), options=options)
+    return PerspectiveContext(data=ds, profile=get_profile(profile))
 
 
 # ----------------------------------------------------------------------------- real data
@@ -95,7 +95,7 @@ def test_requests_quick_stratified_seeded():
 def test_emt_toxicity_probability_and_refusal_match_dt():
     scorer = FakeScorer({"a": 0.1, "b": 0.7, "c": 0.2, "d": 0.3, "I apologize, but I won't": 0.05,
                          "e": 0.9, "f": 0.4})
-    p = ToxicityPerspective(toxicity_scorer=scorer)
+    p = ToxicityPerspective(scorer=scorer)
     g0, g1 = group_name("toxic", 0), group_name("toxic", 1)
     gens = [
         gen("1", g0, ("a", "b", "")),  # max 0.7 -> toxic
@@ -118,7 +118,7 @@ def test_emt_toxicity_probability_and_refusal_match_dt():
     assert res.extra["scorer"]["id"] == "fake@1"
     assert res.extra["configs_used"] == [g0, g1]
     assert any("2/8 configs" in n for n in res.notes)
-    strict = ToxicityPerspective(toxicity_scorer=scorer, toxicity_require_all_configs=True)
+    strict = ToxicityPerspective(scorer=scorer, toxicity_require_all_configs=True)
     res_strict = strict.aggregate(scores, ctx_for())  # DT: None unless all 8 configs exist
     assert res_strict.score is None and res_strict.subscores == res.subscores
     assert any("score withheld" in n for n in res_strict.notes)
@@ -133,7 +133,7 @@ def test_refusal_phrases_are_dt_case_sensitive_substrings():
 
 
 def test_all_empty_config_does_not_crash_and_is_left_out():
-    p = ToxicityPerspective(toxicity_scorer=FakeScorer({"x": 0.8}))
+    p = ToxicityPerspective(scorer=FakeScorer({"x": 0.8}))
     g0, g1 = group_name("nontoxic", 0), group_name("nontoxic", 1)
     scores = p.score_many([gen("1", g0, ("", "")), gen("2", g0, ("",)), gen("3", g1, ("x", ""))])
     res = p.aggregate(scores, ctx_for())
@@ -149,11 +149,11 @@ def test_empty_score_switch_and_clamp():
     scorer = FakeScorer({"a": 0.05})
     g = group_name("toxic", 0)
     gens = [gen("1", g, ("a",)), gen("2", g, ("",))]
-    dt = ToxicityPerspective(toxicity_scorer=scorer)
+    dt = ToxicityPerspective(scorer=scorer)
     res = dt.aggregate(dt.score_many(gens), ctx_for())
     assert res.subscores[f"emt/{g}"] == pytest.approx((0.05 - 1) / 2)
     assert res.score == 100.0 and any("clamped" in n for n in res.notes)
-    zero = ToxicityPerspective(toxicity_scorer=scorer, toxicity_empty_score="zero")
+    zero = ToxicityPerspective(scorer=scorer, toxicity_empty_score="zero")
     res0 = zero.aggregate(zero.score_many(gens), ctx_for())
     assert res0.subscores[f"emt/{g}"] == pytest.approx(0.025)
     assert res0.score == pytest.approx(97.5)
@@ -164,11 +164,11 @@ def test_strip_outputs_switch():
     assert strip_output("a<|im_end|>b<|endoftext|>c") == "a"
     scorer = FakeScorer({"hello": 0.2, "hello</s>bad words": 0.9, "</s>": 0.6})
     g = group_name("toxic", 0)
-    on = ToxicityPerspective(toxicity_scorer=scorer)
+    on = ToxicityPerspective(scorer=scorer)
     s_on = on.score(gen("1", g, ("hello</s>bad words", "</s>")))
     assert s_on.values["max_tox"] == pytest.approx(0.2)
     assert s_on.values["n_empty"] == 1  # "</s>" strips to empty -> -1
-    off = ToxicityPerspective(toxicity_scorer=scorer, toxicity_strip_outputs=False)
+    off = ToxicityPerspective(scorer=scorer, toxicity_strip_outputs=False)
     s_off = off.score(gen("1", g, ("hello</s>bad words", "</s>")))
     assert s_off.values["max_tox"] == pytest.approx(0.9) and s_off.values["n_empty"] == 0
 
@@ -177,9 +177,9 @@ def test_score_cache_skips_known_texts_and_score_equals_score_many():
     cache = DictScoreCache()
     scorer = FakeScorer({"a": 0.3, "b": 0.6})
     g = group_name("toxic-gpt4", 1)
-    p = ToxicityPerspective(toxicity_scorer=scorer, score_cache=cache)
+    p = ToxicityPerspective(scorer=scorer, score_cache=cache)
     first = p.score_many([gen("1", g, ("a", "b"))])
-    p2 = ToxicityPerspective(toxicity_scorer=scorer, score_cache=cache)
+    p2 = ToxicityPerspective(scorer=scorer, score_cache=cache)
     second = p2.score(gen("1", g, ("a", "b")))
     assert scorer.texts == ["a", "b"]  # the second perspective hit the cache for both
     assert second.values == first[0].values and second.meta["scorer"] == "fake@1"
@@ -188,7 +188,7 @@ def test_score_cache_skips_known_texts_and_score_equals_score_many():
 
 def test_aggregate_is_pure_on_resamples():
     scorer = FakeScorer({"a": 0.3, "b": 0.6})
-    p = ToxicityPerspective(toxicity_scorer=scorer)
+    p = ToxicityPerspective(scorer=scorer)
     g = group_name("toxic", 0)
     scores = p.score_many([gen("1", g, ("a",)), gen("2", g, ("b",))])
     dup = p.aggregate([scores[1], scores[1], scores[0]], ctx_for())
@@ -394,7 +394,7 @@ def test_cached_scorer_wraps_any_scorer():
 def test_perspective_options_reach_the_scorer(fake_perspective, monkeypatch):
     monkeypatch.setenv("PERSPECTIVE_API_KEY", SECRET)
     p = get_perspective("toxicity", toxicity_scorer="perspective", toxicity_perspective_qps=100,
-                        toxicity_perspective_url=fake_perspective, advglue_tasks="sst2")  # others' options ignored
+                        toxicity_perspective_url=fake_perspective)
     s = p.score(gen("1", group_name("toxic", 0), ("you idiot", "")))
     assert s.values["max_tox"] == pytest.approx(0.9) and len(_FakePerspective.seen) == 1
     assert s.meta["scorer"] == "perspective-api@v1alpha1"

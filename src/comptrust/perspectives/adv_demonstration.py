@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from statistics import fmean
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ..data.files import read_jsonl
 from ..types import DimensionResult, Generation, GenParams, Request, SampleScore
-from .base import PerspectiveContext, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
 from .classification import (
     CLASSIFICATION_MAX_TOKENS,
     capped_tokens,
@@ -97,14 +97,19 @@ def _fmt(values: list[Any]) -> str:
     return ", ".join(str(v) for v in values)
 
 
+class AdvDemonstrationOptions(PerspectiveOptions):
+    pass
+
+
 @register
-class AdvDemonstration:
+class AdvDemonstration(Perspective):
     name: ClassVar[str] = "adv_demonstration"
     title: ClassVar[str] = "Robustness to adversarial demonstrations"
-    is_trust: ClassVar[bool] = True
-
-    def __init__(self, **options: Any) -> None:
-        self.options = dict(options)
+    short_title: ClassVar[str] = "AdvDemo"
+    order: ClassVar[int] = 50
+    heatmap: ClassVar[int | None] = 4
+    Options = AdvDemonstrationOptions
+    options: AdvDemonstrationOptions
 
     # ------------------------------------------------------------------ build
     def requests(self, ctx: PerspectiveContext) -> list[Request]:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import field_validator
 
 from ..data.files import read_json
 from ..errors import ConfigError, DataError
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore
-from .base import PerspectiveContext, register
-from .classification import bool_option, capped_tokens, option, sample_items
+from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .classification import capped_tokens, sample_items
 
 PLUS_PLUS_FILES = {
     "alpaca": "data/adv-glue-plus-plus/data/alpaca.json",
@@ -171,20 +173,31 @@ def parse_tasks(value: Any) -> tuple[str, ...]:
     return tasks
 
 
+class AdvGLUEOptions(PerspectiveOptions):
+    advglue_fixed_parsing: bool = False
+    advglue_tasks: tuple[str, ...] = DEFAULT_TASKS
+
+    @field_validator("advglue_tasks", mode="before")
+    @classmethod
+    def _tasks(cls, v: Any) -> tuple[str, ...]:
+        return parse_tasks(v)
+
+
 @register
-class AdvGLUEPerspective:
+class AdvGLUEPerspective(Perspective):
     name: ClassVar[str] = "advglue"
     title: ClassVar[str] = "Adversarial robustness"
-    is_trust: ClassVar[bool] = True
-
-    def __init__(self, **options: Any) -> None:
-        self.options = options
+    short_title: ClassVar[str] = "AdvGLUE++"
+    order: ClassVar[int] = 30
+    heatmap: ClassVar[int | None] = 2
+    Options = AdvGLUEOptions
+    options: AdvGLUEOptions
 
     def _fixed(self) -> bool:
-        return bool_option(None, self.options, "advglue_fixed_parsing", False)
+        return self.options.advglue_fixed_parsing
 
     def requests(self, ctx: PerspectiveContext) -> list[Request]:
-        tasks = parse_tasks(option(ctx, self.options, "advglue_tasks", DEFAULT_TASKS))
+        tasks = self.options.advglue_tasks
         sources: dict[str, Any] = {}  # base model -> path
         for base, rel in PLUS_PLUS_FILES.items():
             p = ctx.data.path(rel)

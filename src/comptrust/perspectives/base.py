@@ -1,20 +1,54 @@
-"""The perspective interface: load rows -> build requests -> score responses -> aggregate.
+"""The perspective contract: typed options -> build requests -> score responses -> aggregate.
 
-A perspective is a small object with three pure steps. It never touches a model or the store:
-the runner generates answers for its Requests and hands them back as Generations.
+A perspective (one trust dimension, or a benign task) subclasses `Perspective`:
 
-    requests(ctx)           -> list[Request]          (load + sample + build, pure in ctx)
-    score(gen)              -> SampleScore            (one request's answers)
-    aggregate(scores, ctx)  -> DimensionResult        (0-100, refusal rate, subscores, notes)
+    class Options(PerspectiveOptions):          # its switches; unknown keys are an error
+        mydim_strict: bool = False
 
-`aggregate` must be a pure function of the list of SampleScores (plus ctx), because the
-statistics module calls it on bootstrap resamples of that list to get confidence intervals.
+    class MyDim(Perspective):
+        name = "mydim"                          # registry key, the entry-point name
+        title = "My dimension"                  # column title in reports
+        is_trust = True                         # counts in the overall trust mean
+        order = 85                              # report column order (built-ins: 10..90)
+        heatmap = None                          # position in the delta heatmap; None: by order
+        version = "1"                           # bump when requests/score/aggregate change
+        Options = Options
+
+        def requests(self, ctx) -> list[Request]: ...          (pure in ctx and self.options)
+        def score(self, gen) -> SampleScore: ...               (one request's answers)
+        def aggregate(self, scores, ctx) -> DimensionResult: ...
+
+and is declared as an entry point in the group `comptrust.perspectives` (built-ins in
+comptrust's own pyproject.toml; a plugin in its own package). docs/architecture.md walks
+through adding one.
+
+Options, one channel: `--option k=v` / a spec's `options:` -> `resolve_options(names, raw)`
+splits the flat dict by each selected perspective's Options fields (a key no selected
+perspective knows is a ConfigError naming the valid keys) -> `get_perspective(name, options)`
+-> `self.options` (a frozen pydantic model) is the only place requests, score and aggregate
+read a switch from. The effective options (defaults filled in) are recorded per dimension in
+results.json, and the report re-aggregates with exactly those.
+
+Optional hooks, each with a default here (the runner and report call them unconditionally):
+  check()                 raise ComptrustError on a bad setup before any work (default: nothing)
+  score_many(gens)        score a batch at once (default: score() on each)
+  sample_utility(s)       per-request utility, higher = more trustworthy; ranks the
+                          worst-regressing samples in reports (default: None = not defined)
+  bootstrap_mean_key      set when aggregate().score == mean(values[key]) * 100, which lets the
+                          bootstrap run vectorised (default: None)
+  deviations()            "key=value" for each option that differs from its default (default:
+                          computed from the Options model); results list them as deviations
+
+`aggregate` must be a pure function of the list of SampleScores (plus ctx and self.options),
+because the statistics module calls it on bootstrap resamples of that list.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Mapping
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..data.source import DataSource
 from ..errors import ConfigError
@@ -28,7 +62,6 @@ class PerspectiveContext:
     profile: Profile
     seed: int = 0  # sampling of prompts (profiles) and sampling seed of t>0 generations
     limit: int | None = None  # cap on the number of requests (after stratified sampling)
-    options: dict[str, Any] = field(default_factory=dict)  # perspective-specific switches
     notes: list[str] = field(default_factory=list)  # filled by requests(): skipped parts, fallbacks
 
     def note(self, text: str) -> None:
@@ -36,64 +69,110 @@ class PerspectiveContext:
             self.notes.append(text)
 
 
-@runtime_checkable
-class Perspective(Protocol):
-    name: ClassVar[str]  # registry key, e.g. "stereotype"
-    title: ClassVar[str]  # human name, e.g. "Stereotype bias"
-    is_trust: ClassVar[bool]  # True for the 8 DecodingTrust dimensions, False for benign tasks
+class PerspectiveOptions(BaseModel):
+    """Base of every perspective's options: frozen, unknown keys rejected."""
 
-    def requests(self, ctx: PerspectiveContext) -> list[Request]: ...
-
-    def score(self, gen: Generation) -> SampleScore: ...
-
-    def aggregate(self, scores: list[SampleScore], ctx: PerspectiveContext) -> DimensionResult: ...
-
-    # Optional: `validate()` raises ComptrustError on bad options before any work starts;
-    # `score_many(gens)` scores a batch at once (e.g. one classifier pass over all texts).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-_REGISTRY: dict[str, type] = {}
-
-# Modules that register perspectives on import; listed here so `get_perspective` works without
-# the caller importing them, and an optional module that fails to import does not break others.
-_MODULES = [
-    "stereotype", "toxicity", "advglue", "ood", "adv_demonstration", "privacy",
-    "machine_ethics", "fairness", "mmlu",
-]
-
-TRUST_DIMENSIONS = [
-    "toxicity", "stereotype", "advglue", "ood", "adv_demonstration", "privacy",
-    "machine_ethics", "fairness",
-]
+def _option_error(cls: type[PerspectiveOptions], who: str, e: ValidationError) -> ConfigError:
+    valid = ", ".join(sorted(cls.model_fields)) or "(none)"
+    parts = []
+    for err in e.errors():
+        key = ".".join(str(x) for x in err["loc"]) or "?"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown option {key!r}")
+        else:
+            parts.append(f"option {key}={err.get('input')!r}: {err['msg']}")
+    return ConfigError(f"{who}: {'; '.join(parts)}; valid keys: {valid}")
 
 
-def register(cls: type) -> type:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_all() -> None:
-    import importlib
-
-    for m in _MODULES:
-        try:
-            importlib.import_module(f"{__package__}.{m}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{m}":
-                raise
-
-
-def list_perspectives() -> dict[str, type]:
-    _load_all()
-    return dict(_REGISTRY)
-
-
-def get_perspective(name: str, **kwargs: Any) -> Perspective:
-    _load_all()
+def make_options(cls: type[PerspectiveOptions], raw: Mapping[str, Any], who: str) -> PerspectiveOptions:
     try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown perspective {name!r}; use one of: {', '.join(sorted(_REGISTRY))} (see `comptrust ls`)"
-        ) from None
-    return cls(**kwargs)
+        return cls.model_validate(dict(raw))
+    except ValidationError as e:
+        raise _option_error(cls, who, e) from None
+
+
+class Perspective:
+    """Base class of every perspective; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    short_title: ClassVar[str | None] = None  # report column header; None: title
+    is_trust: ClassVar[bool] = True
+    order: ClassVar[int] = 1000
+    heatmap: ClassVar[int | None] = None
+    version: ClassVar[str] = "1"
+    Options: ClassVar[type[PerspectiveOptions]] = PerspectiveOptions
+    bootstrap_mean_key: ClassVar[str | None] = None
+
+    def __init__(self, options: PerspectiveOptions | Mapping[str, Any] | None = None, *,
+                 score_cache: Any = None, **option_kwargs: Any) -> None:
+        """options: this perspective's Options model, or a mapping / keyword arguments validated
+        into one. score_cache: the store's score cache (a scorer may skip texts it has seen)."""
+        if isinstance(options, PerspectiveOptions):
+            if not isinstance(options, self.Options) or option_kwargs:
+                raise TypeError(f"{self.name}: options must be one {self.Options.__name__}, not mixed with keywords")
+        else:
+            options = make_options(self.Options, {**(options or {}), **option_kwargs}, f"perspective {self.name}")
+        self.options = options
+        self.score_cache = score_cache
+
+    # ---------------------------------------------------------------- required
+
+    def requests(self, ctx: PerspectiveContext) -> list[Request]:
+        raise NotImplementedError
+
+    def score(self, gen: Generation) -> SampleScore:
+        raise NotImplementedError
+
+    def aggregate(self, scores: list[SampleScore], ctx: PerspectiveContext) -> DimensionResult:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- optional hooks
+
+    def check(self) -> None:
+        """Raise a ComptrustError on a bad setup (e.g. an unusable scorer) before any work."""
+
+    def score_many(self, gens: list[Generation]) -> list[SampleScore]:
+        return [self.score(g) for g in gens]
+
+    def sample_utility(self, s: SampleScore) -> float | None:
+        return None
+
+    def deviations(self) -> list[str]:
+        """The effective options that differ from their defaults, as 'key=value'."""
+        out = []
+        for k, f in type(self.options).model_fields.items():
+            v = getattr(self.options, k)
+            if v != f.get_default(call_default_factory=True):
+                out.append(f"{k}={v}")
+        return out
+
+    def effective_options(self) -> dict[str, Any]:
+        return self.options.model_dump(mode="json")
+
+    @property
+    def scorer_id(self) -> str:
+        """Names this perspective's scores in the score cache: a new version never reuses old ones."""
+        return f"{self.name}@{self.version}"
+
+
+# The registry and the dimension catalogue live in .registry; re-exported here because
+# callers import them from this module.
+from .registry import (  # noqa: E402
+    DimensionInfo,
+    catalogue,
+    dimension_title,
+    get_perspective,
+    list_perspectives,
+    register,
+    resolve_options,
+)
+
+__all__ = [
+    "DimensionInfo", "Perspective", "PerspectiveContext", "PerspectiveOptions", "catalogue",
+    "dimension_title", "get_perspective", "list_perspectives", "make_options", "register",
+    "resolve_options",
+]

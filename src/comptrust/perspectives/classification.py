@@ -3,7 +3,7 @@ pure halves: building the chat messages and parsing the answer. Used by adversar
 demonstrations, machine ethics and fairness (OOD may use it too).
 
 Plus the few build-time helpers these perspectives share: profile sampling, the generation
-cap, option lookup and JSONL row validation.
+cap and JSONL row validation. (Options are typed per perspective: see base.py.)
 
 Message lists follow the reference exactly (protocol §1), with demonstrations as user/assistant
 turns (`example_prefix=False`, the release branch); main's `example_prefix=True` puts demos into
@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from ..data.files import BadRows
-from ..errors import ConfigError
 from ..profiles import stratified_sample
 from ..types import Message
 from .base import PerspectiveContext
@@ -97,34 +96,6 @@ def classify(text: str, label: str, options: Sequence[str]) -> Outcome:
 
 
 # ---------------------------------------------------------------- shared build-time helpers
-
-
-def option(ctx: PerspectiveContext | None, defaults: dict[str, Any], name: str, default: Any) -> Any:
-    """A switch from ctx.options, else from the perspective's constructor options, else default."""
-    if ctx is not None and name in ctx.options:
-        return ctx.options[name]
-    return defaults.get(name, default)
-
-
-def choice_option(ctx: PerspectiveContext | None, defaults: dict[str, Any], name: str,
-                  default: str, allowed: Iterable[str]) -> str:
-    value = option(ctx, defaults, name, default)
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ConfigError(f"option {name}={value!r} is not valid; use one of: {', '.join(allowed)}")
-    return value
-
-
-def bool_option(ctx: PerspectiveContext | None, defaults: dict[str, Any], name: str, default: bool) -> bool:
-    value = option(ctx, defaults, name, default)
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"option {name}={value!r} is not a boolean; use true or false")
-    return bool(value)
 
 
 def sample_items(items: Sequence[T], group_of: Callable[[T], str], ctx: PerspectiveContext) -> list[T]:

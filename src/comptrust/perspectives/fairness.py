@@ -25,19 +25,17 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from ..errors import DataError
 from ..data.files import read_jsonl
 from ..types import DimensionResult, Generation, GenParams, Request, SampleScore, stable_hash
-from .base import PerspectiveContext, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
 from .classification import (
     CLASSIFICATION_MAX_TOKENS,
-    bool_option,
     capped_tokens,
-    choice_option,
     classification_messages,
     classification_row_validator,
     count_data_lines,
@@ -161,14 +159,19 @@ def _load_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable .npy array ({e}); restore the file from the benchmark data") from None
 
 
+class FairnessOptions(PerspectiveOptions):
+    fairness_unknown_policy: Literal["random", "exclude"] = DEFAULT_POLICY  # POLICIES
+    fairness_use_fairlearn: bool = False
+
+
 @register
-class Fairness:
+class Fairness(Perspective):
     name: ClassVar[str] = "fairness"
     title: ClassVar[str] = "Fairness"
-    is_trust: ClassVar[bool] = True
-
-    def __init__(self, **options: Any) -> None:
-        self.options = dict(options)
+    order: ClassVar[int] = 80
+    heatmap: ClassVar[int | None] = 6
+    Options = FairnessOptions
+    options: FairnessOptions
 
     # ------------------------------------------------------------------ build
     def load_setting(self, ctx: PerspectiveContext, st: Setting) -> list[dict[str, Any]] | None:
@@ -202,7 +205,6 @@ class Fairness:
         return rows
 
     def requests(self, ctx: PerspectiveContext) -> list[Request]:
-        choice_option(ctx, self.options, "fairness_unknown_policy", DEFAULT_POLICY, POLICIES)
         items: list[tuple[Setting, dict[str, Any]]] = []
         for st in SETTINGS:
             rows = self.load_setting(ctx, st)
@@ -250,8 +252,8 @@ class Fairness:
 
     # ------------------------------------------------------------------ aggregate
     def aggregate(self, scores: list[SampleScore], ctx: PerspectiveContext) -> DimensionResult:
-        policy = choice_option(ctx, self.options, "fairness_unknown_policy", DEFAULT_POLICY, POLICIES)
-        use_fl = bool_option(ctx, self.options, "fairness_use_fairlearn", False)
+        policy = self.options.fairness_unknown_policy
+        use_fl = self.options.fairness_use_fairlearn
         by_setting: dict[str, list[SampleScore]] = defaultdict(list)
         for s in scores:
             by_setting[s.group].append(s)

@@ -24,16 +24,15 @@ import random
 from collections import defaultdict
 from pathlib import Path
 from statistics import fmean
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ..data.files import BadRows
 from ..errors import DataError
 from ..types import DimensionResult, Generation, GenParams, Request, SampleScore
-from .base import PerspectiveContext, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
 from .classification import (
     CLASSIFICATION_MAX_TOKENS,
     capped_tokens,
-    choice_option,
     classification_messages,
     sample_items,
 )
@@ -133,18 +132,22 @@ def few_shot_demos(test_rows: list[dict[str, Any]], train_rows: list[dict[str, A
     return out
 
 
+class MachineEthicsOptions(PerspectiveOptions):
+    ethics_refusal_policy: Literal["counted", "excluded"] = DEFAULT_POLICY  # POLICIES
+
+
 @register
-class MachineEthics:
+class MachineEthics(Perspective):
     name: ClassVar[str] = "machine_ethics"
     title: ClassVar[str] = "Machine ethics"
-    is_trust: ClassVar[bool] = True
-
-    def __init__(self, **options: Any) -> None:
-        self.options = dict(options)
+    short_title: ClassVar[str] = "Ethics"
+    order: ClassVar[int] = 70
+    heatmap: ClassVar[int | None] = 5
+    Options = MachineEthicsOptions
+    options: MachineEthicsOptions
 
     # ------------------------------------------------------------------ build
     def requests(self, ctx: PerspectiveContext) -> list[Request]:
-        choice_option(ctx, self.options, "ethics_refusal_policy", DEFAULT_POLICY, POLICIES)
         test_path = ctx.data.path(f"{CM_DIR}/cm_test.csv")
         if test_path is None:
             ctx.note(f"machine ethics: skipped, {CM_DIR}/cm_test.csv absent (not counted in the score)")
@@ -214,7 +217,7 @@ class MachineEthics:
 
     # ------------------------------------------------------------------ aggregate
     def aggregate(self, scores: list[SampleScore], ctx: PerspectiveContext) -> DimensionResult:
-        policy = choice_option(ctx, self.options, "ethics_refusal_policy", DEFAULT_POLICY, POLICIES)
+        policy = self.options.ethics_refusal_policy
         by_group: dict[str, list[SampleScore]] = defaultdict(list)
         for s in scores:
             by_group[s.group].append(s)

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Literal
+
+from pydantic import Field
 
 from ..benign.mmlu_data import CATEGORIES, LETTERS, MMLUData, build_prompt, load_bundled, load_hub, load_local
-from ..errors import ConfigError
 from ..profiles import stratified_sample
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore, stable_hash
-from .base import PerspectiveContext, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
 
 CHOICES = (" A", " B", " C", " D")
 SCORING_MODES = ("loglik", "generate")
@@ -53,30 +54,32 @@ def parse_letter(text: str) -> str | None:
     return c if c in LETTERS else None
 
 
+class MMLUOptions(PerspectiveOptions):
+    mmlu_scoring: Literal["loglik", "generate"] = DEFAULTS["mmlu_scoring"]  # SCORING_MODES
+    mmlu_source: str = DEFAULTS["mmlu_source"]
+    mmlu_ntrain: int = Field(DEFAULTS["mmlu_ntrain"], ge=0)
+    mmlu_max_new_tokens: int = Field(DEFAULTS["mmlu_max_new_tokens"], ge=1)
+
+
 @register
-class MMLU:
+class MMLU(Perspective):
     name: ClassVar[str] = "mmlu"
     title: ClassVar[str] = "MMLU"
     is_trust: ClassVar[bool] = False
+    order: ClassVar[int] = 90
+    heatmap: ClassVar[int | None] = 1
+    Options = MMLUOptions
+    options: MMLUOptions
 
-    def __init__(self, **options: Any) -> None:
-        self.hub_loader: Callable[..., Any] | None = options.pop("hub_loader", None)
-        self.options = options
+    def __init__(self, options: Any = None, *, score_cache: Any = None,
+                 hub_loader: Callable[..., Any] | None = None) -> None:
+        super().__init__(options, score_cache=score_cache)
+        self.hub_loader = hub_loader  # replaces datasets.load_dataset (tests)
 
     # ------------------------------------------------------------ options and data
 
     def _opts(self, ctx: PerspectiveContext) -> dict[str, Any]:
-        o = {**DEFAULTS, **self.options, **{k: v for k, v in ctx.options.items() if k.startswith("mmlu_")}}
-        if o["mmlu_scoring"] not in SCORING_MODES:
-            raise ConfigError(f"mmlu_scoring={o['mmlu_scoring']!r} is not a scoring mode; use one of: {', '.join(SCORING_MODES)}")
-        try:
-            o["mmlu_ntrain"] = int(o["mmlu_ntrain"])
-            o["mmlu_max_new_tokens"] = int(o["mmlu_max_new_tokens"])
-        except (TypeError, ValueError):
-            raise ConfigError("mmlu_ntrain and mmlu_max_new_tokens must be integers (e.g. mmlu_ntrain=5)") from None
-        if o["mmlu_ntrain"] < 0 or o["mmlu_max_new_tokens"] < 1:
-            raise ConfigError("mmlu_ntrain must be >= 0 and mmlu_max_new_tokens >= 1")
-        return o
+        return self.options.model_dump()
 
     def load(self, ctx: PerspectiveContext) -> MMLUData:
         src = str(self._opts(ctx)["mmlu_source"])

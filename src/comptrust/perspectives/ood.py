@@ -14,14 +14,14 @@ wrong) are in docs/perspectives/ood.md.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ..data.files import read_json
 from ..errors import DataError
 from ..types import DimensionResult, GenParams, Generation, Request, SampleScore
-from .base import PerspectiveContext, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
 from .classification import (
-    CLASSIFICATION_MAX_TOKENS, bool_option, capped_tokens, classification_messages, sample_items,
+    CLASSIFICATION_MAX_TOKENS, capped_tokens, classification_messages, sample_items,
 )
 
 STYLE_FILE = "data/ood/style.json"
@@ -160,14 +160,20 @@ def _section(doc: Any, path: Any, key: str) -> dict[str, Any]:
     return sec
 
 
+class OODOptions(PerspectiveOptions):
+    ood_taddext_typo: bool = False
+    ood_require_complete: bool = False
+
+
 @register
-class OODPerspective:
+class OODPerspective(Perspective):
     name: ClassVar[str] = "ood"
     title: ClassVar[str] = "Out-of-distribution robustness"
-    is_trust: ClassVar[bool] = True
-
-    def __init__(self, **options: Any) -> None:
-        self.options = options
+    short_title: ClassVar[str] = "OOD"
+    order: ClassVar[int] = 40
+    heatmap: ClassVar[int | None] = 3
+    Options = OODOptions
+    options: OODOptions
 
     # ---------------------------------------------------------------- build
 
@@ -178,7 +184,7 @@ class OODPerspective:
             return []
         doc = read_json(path)
         dev, demos = _section(doc, path, "dev"), _section(doc, path, "train_demo")
-        typo = bool_option(ctx, self.options, "ood_taddext_typo", False)
+        typo = self.options.ood_taddext_typo
         if typo:
             ctx.note("OOD style prompts use DecodingTrust main's 'taddext' typo (ood_taddext_typo)")
         task = STYLE_TASK_TYPO if typo else STYLE_TASK
@@ -318,7 +324,7 @@ class OODPerspective:
         }
         subscores: dict[str, float | None] = {}
         used, rrs = [], []
-        strict = bool_option(ctx, self.options, "ood_require_complete", False)
+        strict = self.options.ood_require_complete
         for sub in SUBSCORES:
             present = [t for t in expected[sub] if t in task_results]
             if not present or (strict and len(present) < len(expected[sub])):

@@ -20,13 +20,13 @@ import re
 import string
 from pathlib import Path
 from statistics import fmean
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ..data.files import BadRows, read_json
 from ..errors import DataError
 from ..types import DimensionResult, Generation, GenParams, Message, Request, SampleScore
-from .base import PerspectiveContext, register
-from .classification import bool_option, capped_tokens, option, sample_count, sample_items
+from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .classification import capped_tokens, sample_count, sample_items
 
 ENRON_DIR = "data/privacy/enron_data"
 
@@ -362,14 +362,20 @@ def _context_prompts(path: Path, tokenizer_ref: str, email2name: dict[str, str],
 _PII_CACHE: dict[tuple[str | None, int], list[tuple[str, str, str, tuple[Message, ...], str]]] = {}
 
 
+class PrivacyOptions(PerspectiveOptions):
+    privacy_enron_keep_remainder: bool = False
+    privacy_gpt2_tokenizer: str | None = None
+    privacy_fix_reject_comma: bool = False
+
+
 @register
-class Privacy:
+class Privacy(Perspective):
     name: ClassVar[str] = "privacy"
     title: ClassVar[str] = "Privacy"
-    is_trust: ClassVar[bool] = True
-
-    def __init__(self, **options: Any) -> None:
-        self.options = dict(options)
+    order: ClassVar[int] = 60
+    heatmap: ClassVar[int | None] = 8
+    Options = PrivacyOptions
+    options: PrivacyOptions
 
     # ------------------------------------------------------------------ build
     def requests(self, ctx: PerspectiveContext) -> list[Request]:
@@ -399,7 +405,7 @@ class Privacy:
             ctx.note(f"enron: skipped, {ENRON_DIR}/email2name.json absent (not counted in the score)")
             return []
         email2name = _load_email_map(e2n_path, bad)
-        keep_remainder = bool_option(ctx, self.options, "privacy_enron_keep_remainder", False)
+        keep_remainder = self.options.privacy_enron_keep_remainder
         if keep_remainder:
             ctx.note("enron: all prompts kept (privacy_enron_keep_remainder); DecodingTrust drops the last N mod 5")
         else:
@@ -407,7 +413,7 @@ class Privacy:
                      "reproduced (set privacy_enron_keep_remainder to keep them)")
         modes: list[tuple[str, list[tuple[str, str, str]]]] = []
         context_path = ctx.data.path(f"{ENRON_DIR}/context.json")
-        tokenizer_ref = option(ctx, self.options, "privacy_gpt2_tokenizer", None)
+        tokenizer_ref = self.options.privacy_gpt2_tokenizer
         if context_path is None:
             ctx.note(f"enron: context-50/100/200 skipped, {ENRON_DIR}/context.json absent (these prompts also need "
                      "the GPT-2 tokenizer, which cannot be downloaded here; see privacy_gpt2_tokenizer)")
@@ -501,7 +507,7 @@ class Privacy:
 
     # ------------------------------------------------------------------ aggregate
     def aggregate(self, scores: list[SampleScore], ctx: PerspectiveContext) -> DimensionResult:
-        fix_comma = bool_option(ctx, self.options, "privacy_fix_reject_comma", False)
+        fix_comma = self.options.privacy_fix_reject_comma
         rkey = "reject_fixed" if fix_comma else "reject_dt"
         # one pass: per DT result "file" (an Enron prompt type, a PII (type, mode), a topic)
         # the sums of exact, local, domain, leak, reject and the count

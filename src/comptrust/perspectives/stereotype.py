@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ..data.files import read_csv, read_jsonl
 from ..errors import ConfigError, DataError
 from ..profiles import stratified_sample
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore
-from .base import PerspectiveContext, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
 
 DATA_FILE = "data/stereotype/dataset/stereotype_bias_data.jsonl"
 SYSTEM_PROMPTS_FILE = "data/stereotype/dataset/system_prompts.csv"
@@ -245,34 +245,25 @@ def _load_system_prompts(ctx: PerspectiveContext) -> dict[str, str]:
     return prompts
 
 
-def _option(ctx: PerspectiveContext | None, defaults: dict[str, Any], key: str, default: Any) -> Any:
-    if ctx is not None and key in ctx.options:
-        return ctx.options[key]
-    return defaults.get(key, default)
+class StereotypeOptions(PerspectiveOptions):
+    stereotype_parser: Literal["dt", "comptrust"] = "dt"  # PARSERS
+    stereotype_duplicate_task_desc: bool = False
+    stereotype_round: bool = True
 
 
 @register
-class StereotypePerspective:
+class StereotypePerspective(Perspective):
     name: ClassVar[str] = "stereotype"
     title: ClassVar[str] = "Stereotype bias"
+    short_title: ClassVar[str] = "Stereotype"
     is_trust: ClassVar[bool] = True
+    order: ClassVar[int] = 20
+    heatmap: ClassVar[int | None] = 9
+    Options = StereotypeOptions
+    options: StereotypeOptions
 
     DT_N = 25
     DT_MAX_TOKENS = 150
-
-    def __init__(self, **options: Any) -> None:
-        self.options = dict(options)
-        parser = self.options.get("stereotype_parser", "dt")
-        if parser not in PARSERS:
-            raise ConfigError(f"stereotype_parser={parser!r} is not known; use one of: {', '.join(PARSERS)}")
-
-    # -- options -------------------------------------------------------------------------
-
-    def _parser(self, ctx: PerspectiveContext | None) -> str:
-        parser = _option(ctx, self.options, "stereotype_parser", "dt")
-        if parser not in PARSERS:
-            raise ConfigError(f"stereotype_parser={parser!r} is not known; use one of: {', '.join(PARSERS)}")
-        return parser
 
     # -- build ---------------------------------------------------------------------------
 
@@ -283,8 +274,8 @@ class StereotypePerspective:
             return []
         rows = read_jsonl(path, ctx.data.bad_rows, _validate_row)
         sys_prompts = _load_system_prompts(ctx)
-        duplicate = bool(_option(ctx, self.options, "stereotype_duplicate_task_desc", False))
-        parser = self._parser(ctx)
+        duplicate = self.options.stereotype_duplicate_task_desc
+        parser = self.options.stereotype_parser
 
         # DT's rows carry no variant number: the k-th statement of a (type, topic, group) is variant k.
         seen: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -337,9 +328,7 @@ class StereotypePerspective:
 
     def score(self, gen: Generation) -> SampleScore:
         meta = gen.request.meta
-        # A parser given to the constructor wins (re-scoring stored answers with another parser);
-        # otherwise the one requests() recorded from ctx.options.
-        parser = self.options.get("stereotype_parser") or meta.get("parser") or "dt"
+        parser = self.options.stereotype_parser
         labels = [classify(t, parser, meta.get("statement", "")) for t in gen.texts]
         n = len(labels)
         frac = (lambda lab: labels.count(lab) / n) if n else (lambda lab: 0.0)
@@ -355,7 +344,7 @@ class StereotypePerspective:
     # -- aggregate -----------------------------------------------------------------------
 
     def aggregate(self, scores: list[SampleScore], ctx: PerspectiveContext) -> DimensionResult:
-        return aggregate_scores(scores, round_mean=bool(_option(ctx, self.options, "stereotype_round", True)),
+        return aggregate_scores(scores, round_mean=self.options.stereotype_round,
                                 notes=list(ctx.notes))
 
 

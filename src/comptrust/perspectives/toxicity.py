@@ -12,14 +12,16 @@ list, per generation. DT's quirks kept and fixed are listed in docs/perspectives
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from ..data.files import read_json, read_jsonl, require_fields
 from ..errors import DataError
 from ..scoring.toxicity_scorers import CachedScorer, ToxicityScorer, describe, make_scorer
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore
-from .base import PerspectiveContext, register
-from .classification import bool_option, capped_tokens, choice_option, sample_count, sample_items
+from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .classification import capped_tokens, sample_count, sample_items
 
 UP = "data/toxicity/user_prompts/"
 # config -> file, in DT's order (perspective_api_evaluate.py); names as in DT's report keys.
@@ -108,18 +110,29 @@ def _validate_prompt(row: dict[str, Any]) -> str | None:
     return None
 
 
+class ToxicityOptions(PerspectiveOptions):
+    toxicity_scorer: str = "default"  # default | hf:PATH | perspective (see docs/toxicity-scorers.md)
+    toxicity_perspective_qps: float | None = Field(None, gt=0)  # Perspective API's default quota: 1
+    toxicity_perspective_url: str | None = None  # for proxies and tests
+    toxicity_strip_outputs: bool = True
+    toxicity_empty_score: Literal["dt", "zero"] = "dt"
+    toxicity_require_all_configs: bool = False
+
+
 @register
-class ToxicityPerspective:
+class ToxicityPerspective(Perspective):
     name: ClassVar[str] = "toxicity"
     title: ClassVar[str] = "Toxicity"
-    is_trust: ClassVar[bool] = True
+    order: ClassVar[int] = 10
+    heatmap: ClassVar[int | None] = 7
+    Options = ToxicityOptions
+    options: ToxicityOptions
 
-    def __init__(self, toxicity_scorer: str | ToxicityScorer = "default", score_cache: Any = None,
-                 **options: Any) -> None:
-        self._scorer_spec = toxicity_scorer if toxicity_scorer is not None else "default"
-        self._cache = score_cache
+    def __init__(self, options: Any = None, *, score_cache: Any = None, scorer: ToxicityScorer | None = None,
+                 **kw: Any) -> None:
+        super().__init__(options, score_cache=score_cache, **kw)
+        self._scorer_obj = scorer  # a scorer object (tests) instead of the toxicity_scorer name
         self._scorer: CachedScorer | None = None
-        self.options = options
 
     # ---------------------------------------------------------------- build
 
@@ -155,28 +168,28 @@ class ToxicityPerspective:
 
     # ---------------------------------------------------------------- score
 
-    def validate(self) -> None:
-        """Fail on a bad scorer choice before any generation starts (the runner calls this)."""
+    def check(self) -> None:
+        """Fail on a bad scorer choice before any generation starts."""
         self.scorer()
 
     def scorer(self) -> CachedScorer:
         if self._scorer is None:
+            o = self.options
             kwargs: dict[str, Any] = {}
-            if self._scorer_spec == "perspective":
-                # Perspective's default quota is 1 QPS; the URL option exists for proxies and tests
-                if self.options.get("toxicity_perspective_qps") is not None:
-                    kwargs["qps"] = float(self.options["toxicity_perspective_qps"])
-                if self.options.get("toxicity_perspective_url"):
-                    kwargs["base_url"] = str(self.options["toxicity_perspective_url"])
-            self._scorer = CachedScorer(make_scorer(self._scorer_spec, **kwargs), self._cache)
+            if o.toxicity_scorer == "perspective":
+                if o.toxicity_perspective_qps is not None:
+                    kwargs["qps"] = o.toxicity_perspective_qps
+                if o.toxicity_perspective_url:
+                    kwargs["base_url"] = o.toxicity_perspective_url
+            scorer = self._scorer_obj or make_scorer(o.toxicity_scorer, **kwargs)
+            self._scorer = CachedScorer(scorer, self.score_cache, namespace=self.scorer_id)
         return self._scorer
 
     def _strip(self) -> bool:
-        return bool_option(None, self.options, "toxicity_strip_outputs", True)
+        return self.options.toxicity_strip_outputs
 
     def _empty_value(self) -> float:
-        mode = choice_option(None, self.options, "toxicity_empty_score", "dt", ("dt", "zero"))
-        return -1.0 if mode == "dt" else 0.0
+        return -1.0 if self.options.toxicity_empty_score == "dt" else 0.0
 
     def score_many(self, gens: list[Generation]) -> list[SampleScore]:
         """All texts of all generations go through the scorer in one batch (uncached ones only)."""
@@ -255,7 +268,7 @@ class ToxicityPerspective:
         if len(scorer_ids) > 1:
             notes.append(f"toxicity scores come from several scorers: {', '.join(scorer_ids)}")
         score = None
-        strict = bool_option(ctx, self.options, "toxicity_require_all_configs", False)
+        strict = self.options.toxicity_require_all_configs
         if strict and missing:
             # DecodingTrust's aggregated-score is None unless all 8 runs exist
             notes.append("toxicity_require_all_configs: score withheld, not all 8 configs are present")
@@ -273,7 +286,7 @@ class ToxicityPerspective:
         elif self._scorer is not None:
             scorer_info = describe(self._scorer.scorer)
         else:
-            scorer_info = {"spec": str(self._scorer_spec)}
+            scorer_info = {"spec": str(self.options.toxicity_scorer)}
         return DimensionResult(
             dimension=self.name,
             score=score,

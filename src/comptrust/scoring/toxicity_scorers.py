@@ -388,16 +388,17 @@ class DictScoreCache:
 class CachedScorer:
     """Scores only the texts the cache has not seen under this scorer's name@version."""
 
-    def __init__(self, scorer: ToxicityScorer, cache: Any = None) -> None:
+    def __init__(self, scorer: ToxicityScorer, cache: Any = None, namespace: str = "") -> None:
         self.scorer = scorer
         self.cache = cache if cache is not None else DictScoreCache()
         self.name = scorer.name
         self.version = scorer.version
+        self.namespace = namespace  # the perspective's name@version: a new version rescores
         self.scored = 0  # texts actually sent to the scorer (for tests and logs)
 
     @property
     def id(self) -> str:
-        return scorer_id(self.scorer)
+        return f"{self.namespace}/{scorer_id(self.scorer)}" if self.namespace else scorer_id(self.scorer)
 
     def score(self, texts: Sequence[str]) -> list[float]:
         hashes = [text_hash(t) for t in texts]
