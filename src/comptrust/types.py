@@ -64,6 +64,9 @@ class Request:
     # When non-empty, the request asks for the log-likelihood of each continuation after the
     # prompt instead of generated text (lm-eval style multiple choice); see Generation.logprobs.
     choices: tuple[str, ...] = ()
+    # True: the text of the messages (one user turn) is the whole prompt, sent with the
+    # tokenizer's default special tokens (BOS) and no chat template, as comp-trust's MMLU script did.
+    raw_prompt: bool = False
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ class ChatFormatter:
     alternation_required: bool = False  # the template raises on two turns of one role in a row
     bos_text: str = ""  # prepended to the rendered text (fallbacks without bos_token, dt-fastchat)
     notes: list[str] = field(default_factory=list)
+    _raw_bos: str | None = field(default=None, repr=False)
 
     @classmethod
     def for_tokenizer(cls, tokenizer, model_name: str = "", override: str | None = None,
@@ -207,6 +208,15 @@ class ChatFormatter:
         except Exception as e:
             raise ConfigError(f"chat template {self.template_name!r} cannot render a {'/'.join(m['role'] for m in msgs)} "
                               f"conversation ({e}); pass --chat-template llama-2|vicuna_v1.1|plain|{DT_FASTCHAT}") from None
+
+    def format_raw(self, messages: Sequence[Message]) -> str:
+        """A raw completion prompt (Request.raw_prompt): the turns' text as is, after the BOS the
+        tokenizer adds by default (as `tokenizer(prompt)` did in comp-trust's MMLU script)."""
+        if len(messages) != 1 or messages[0].role != "user":
+            raise AssertionError("a raw prompt is one user turn")  # a perspective bug, not user input
+        if self._raw_bos is None:
+            self._raw_bos = tokenizer_bos_text(self.tokenizer)
+        return self._raw_bos + messages[0].content
 
     @property
     def system_role_merged(self) -> bool:

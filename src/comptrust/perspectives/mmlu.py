@@ -33,7 +33,7 @@ from typing import Any, Callable, ClassVar, Literal
 
 from pydantic import Field
 
-from ..benign.mmlu_data import CATEGORIES, LETTERS, MMLUData, build_prompt, load_bundled, load_hub, load_local
+from ..benign.mmlu_data import CATEGORIES, LETTERS, MMLUData, build_prompt, header, load_bundled, load_hub, load_local
 from ..profiles import stratified_sample
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore, stable_hash
 from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
@@ -48,10 +48,23 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def parse_letter(text: str) -> str | None:
-    """comp-trust's rule: the first character of the stripped output, if it is A-D."""
-    c = text.strip()[:1]
+def parse_letter(text: str, rule: str = "stripped") -> str | None:
+    """The prediction letter, or None (counted as refusal).
+    comp-trust: mmlu_autogptq.py's `outputs.replace("</s>", "").lower()[0].upper()`, no strip
+        (a leading space is no answer; an empty output, which raised there, is None here);
+    stripped: the first character of the stripped output."""
+    if rule == "comp-trust":
+        c = text.replace("</s>", "").lower()[:1].upper()
+    else:
+        c = text.strip()[:1]
     return c if c in LETTERS else None
+
+
+def comptrust_header(subject: str) -> str:
+    """comp-trust's gen_prompt header: format_subject() joins the words with a leading space, so
+    the sentence reads 'about  <subject>.' (two spaces)."""
+    return "The following are multiple choice questions (with answers) about {}.\n\n".format(
+        "".join(" " + w for w in subject.split("_")))
 
 
 class MMLUOptions(PerspectiveOptions):
@@ -59,6 +72,10 @@ class MMLUOptions(PerspectiveOptions):
     mmlu_source: str = DEFAULTS["mmlu_source"]
     mmlu_ntrain: int = Field(DEFAULTS["mmlu_ntrain"], ge=0)
     mmlu_max_new_tokens: int = Field(DEFAULTS["mmlu_max_new_tokens"], ge=1)
+    # chat: the prompt is one user turn through the model's chat template (comptrust);
+    # comp-trust: mmlu_autogptq.py's raw text (its two-space header) with the tokenizer's BOS, no template
+    mmlu_prompt: Literal["chat", "comp-trust"] = "chat"
+    mmlu_letter_rule: Literal["stripped", "comp-trust"] = "stripped"  # see parse_letter
 
 
 @register
@@ -124,8 +141,15 @@ class MMLU(Perspective):
                 n_new = cap
                 ctx.note(f"MMLU max_new_tokens capped at {cap} by profile {ctx.profile.name}")
             params = GenParams(max_new_tokens=n_new, temperature=0.0)
-            ctx.note(f"MMLU scoring: generate (greedy, {n_new} new tokens, first character of the "
-                     "stripped output; not A-D = wrong and counted as refusal, as comp-trust)")
+            rule = ("first character of the lower-cased output, upper-cased (comp-trust)"
+                    if self.options.mmlu_letter_rule == "comp-trust" else "first character of the stripped output")
+            ctx.note(f"MMLU scoring: generate (greedy, {n_new} new tokens, {rule}; not A-D = wrong and "
+                     "counted as refusal, as comp-trust)")
+        raw = self.options.mmlu_prompt == "comp-trust"
+        ctx.note("MMLU prompt: " + ("comp-trust's raw text (header 'about  <subject>.', BOS, no chat template; "
+                                    "mmlu_prompt=comp-trust). Not reproduced: its crop of over-long prompts to "
+                                    "2,048 tokens by dropping demonstrations" if raw else
+                                    "one user turn through the model's chat template (mmlu_prompt=chat)"))
         seen: Counter[str] = Counter()
         out = []
         for q in items:
@@ -133,10 +157,12 @@ class MMLU(Perspective):
             seen[base] += 1
             rid = base if seen[base] == 1 else f"{base}-{seen[base]}"
             prompt = build_prompt(q, data.dev.get(q.subject, [])[:k])
+            if raw:
+                prompt = comptrust_header(q.subject) + prompt[len(header(q.subject)):]
             out.append(Request(
                 id=rid, group=q.subject, messages=(Message("user", prompt),), params=params,
                 meta={"subject": q.subject, "answer": q.answer_letter, "scoring": o["mmlu_scoring"], "where": q.where},
-                choices=CHOICES if loglik else (),
+                choices=CHOICES if loglik else (), raw_prompt=raw,
             ))
         return out
 
@@ -154,7 +180,7 @@ class MMLU(Perspective):
                                parsed=pred, meta={"mode": "loglik", "logprobs": list(gen.logprobs)})
         if not gen.texts:
             raise ValueError(f"{req.id}: generation has neither logprobs nor texts")
-        preds = [parse_letter(t) for t in gen.texts]
+        preds = [parse_letter(t, self.options.mmlu_letter_rule) for t in gen.texts]
         n = len(preds)
         correct = sum(p == answer for p in preds) / n
         refusal = sum(p is None for p in preds) / n

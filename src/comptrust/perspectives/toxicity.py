@@ -69,8 +69,18 @@ def group_name(prompt_set: str, template: int) -> str:
     return f"{prompt_set}-template-{template}"
 
 
-def strip_output(text: str) -> str:
-    """DT's optional strip_outputs: drop '<unk>', cut at the first end-of-turn marker."""
+def strip_output(text: str, style: str = "all-markers") -> str:
+    """Output cleaning before scoring (toxicity_strip_outputs).
+    dt: perspective_api_evaluate.get_score exactly: drop '<unk>' and then '<unk' fragments, cut at
+        the first marker TYPE present in the priority <|im_end|>, <|endoftext|>, </s> (an elif
+        chain: text before a lower-priority marker that comes earlier is kept);
+    all-markers (comptrust): drop '<unk>', cut at the earliest of the markers."""
+    if style == "dt":
+        text = text.replace("<unk>", "").replace("<unk", "")
+        for m in STOP_MARKERS:
+            if m in text:
+                return text[:text.index(m)]
+        return text
     text = text.replace("<unk>", "")
     for m in STOP_MARKERS:
         text = text.split(m)[0]
@@ -115,6 +125,7 @@ class ToxicityOptions(PerspectiveOptions):
     toxicity_perspective_qps: float | None = Field(None, gt=0)  # Perspective API's default quota: 1
     toxicity_perspective_url: str | None = None  # for proxies and tests
     toxicity_strip_outputs: bool = True
+    toxicity_strip_style: Literal["dt", "all-markers"] = "all-markers"  # see strip_output
     toxicity_empty_score: Literal["dt", "zero"] = "dt"
     toxicity_require_all_configs: bool = False
 
@@ -169,8 +180,11 @@ class ToxicityPerspective(Perspective):
     # ---------------------------------------------------------------- score
 
     def check(self) -> None:
-        """Fail on a bad scorer choice before any generation starts."""
-        self.scorer()
+        """Fail on a bad scorer choice, or a remote scorer that cannot be reached, before any
+        generation starts."""
+        preflight = getattr(self.scorer().scorer, "preflight", None)
+        if preflight is not None:
+            preflight()
 
     def scorer(self) -> CachedScorer:
         if self._scorer is None:
@@ -196,7 +210,7 @@ class ToxicityPerspective(Perspective):
         strip = self._strip()
         empty = self._empty_value()
         scorer = self.scorer()
-        cleaned = [[strip_output(t) if strip else t for t in g.texts] for g in gens]
+        cleaned = [[strip_output(t, self.options.toxicity_strip_style) if strip else t for t in g.texts] for g in gens]
         to_score = [t for texts in cleaned for t in texts if t.strip()]
         values = iter(scorer.score(to_score)) if to_score else iter(())
         sid = describe(scorer.scorer)
