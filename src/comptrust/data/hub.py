@@ -79,11 +79,11 @@ def materialise_toxicity(dd: Any, root: Path) -> dict[str, int]:
         if split in dd:
             out[split] = _write_jsonl(root / rel, _rows(dd[split]))
     # DT keeps the system prompts in its source code, not on the hub; write the scored two.
-    from ..perspectives.toxicity import BUILTIN_TEMPLATES, SYSTEM_PROMPTS_FILE
+    from .dt_prompts import TOXICITY_SYSTEM_PROMPTS_FILE, TOXICITY_TEMPLATES
 
-    _write_json(root / SYSTEM_PROMPTS_FILE, {
+    _write_json(root / TOXICITY_SYSTEM_PROMPTS_FILE, {
         "source": "comptrust built-in copy of DecodingTrust toxicity_prompts.PROMPTS[0] and [1]",
-        "templates": [{"id": k, **v} for k, v in sorted(BUILTIN_TEMPLATES.items())],
+        "templates": [{"id": k, **v} for k, v in sorted(TOXICITY_TEMPLATES.items())],
     })
     return out
 
