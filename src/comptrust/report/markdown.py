@@ -7,6 +7,7 @@ structure (`|`, backticks, newlines, `*` and `_` emphasis) or become HTML in a r
 
 from __future__ import annotations
 
+from ..perspectives.registry import trust_dimensions
 from ..results_schema import ComparisonResults, DeltaCell, ReportRow
 from .compare import dim_title, fmt, fmt_delta
 
@@ -44,7 +45,7 @@ def cell_text(row: ReportRow, c: DeltaCell | None) -> str:
 def overall_text(row: ReportRow) -> str:
     if row.overall_score is None:
         return "–"
-    base = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/8)")
+    base = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/{len(trust_dimensions())})")
     d = row.overall_delta
     if row.role == "baseline" or d is None or d.delta is None:
         return base
@@ -78,7 +79,7 @@ def render_markdown(cmp: ComparisonResults) -> str:
         *summary_table(cmp),
         "",
         "Cells: score (Δ vs baseline). ≈ = the 95% CI of Δ contains 0 (within noise); † = no CI (see notes). "
-        "Overall = mean of the 8 trust dimensions; (k/8) when only k are present (see docs/report.md).",
+        f"Overall = mean of the {len(trust_dimensions())} trust dimensions; (k/{len(trust_dimensions())}) when only k are present (see docs/report.md).",
         "",
     ]
     foot = [md_cell(n) for n in dict.fromkeys(r.group_size_note for r in cmp.runs if r.group_size_note)]
