@@ -110,12 +110,24 @@ def test_recommendation_text(report):
     files, _ = report
     cmp = ComparisonResults.model_validate_json(files.results.read_text())
     text = "\n".join(cmp.recommendation.paragraphs)
-    assert ("Within 5 points of the dense baseline on every dimension compared: GPTQ W4 g64* s0, "
-            "GPTQ W4 g64* s1 and AWQ W4 g128.") in text
-    assert "SparseGPT 50% loses more than 5 points on Fairness (−20.0, outside noise) and Privacy (−7.5, within noise)." in text
-    assert "GPTQ W4 g64* s2 loses more than 5 points on OOD (−7.5, within noise). None of these drops is outside" in text
+    # identical answers on 40 paired requests: the Agresti-Min interval is +/-4.7 < 5, so "shown to keep"
+    assert ("Shown to stay within 5 points of the dense baseline on every dimension compared (every 95% CI's lower "
+            "bound is at least −5): GPTQ W4 g64* s0 (lowest: AdvDemo, Δ +0.0, 95% CI [−4.7, +4.7], n = 40) and "
+            "GPTQ W4 g64* s1") in text
+    # AWQ's flips leave delta 0 but a CI of +/-7.5: no detected loss, and no claim that it keeps every dimension
+    assert "No loss of more than 5 points outside the noise, but the CIs cannot rule one out: " in text
+    assert "AWQ W4 g128 (lowest: AdvGLUE++, Δ +0.0, 95% CI [−7.5, +7.5], n = 40)" in text
+    assert re.search(r"SparseGPT 50% loses more than 5 points on Fairness \(Δ −20\.0, 95% CI \[−\d+\.\d, −\d+\.\d\], "
+                     r"n = 40\)\.", text)
+    assert "Privacy" not in text.split("SparseGPT 50% loses")[1].split(".")[0]  # within noise: not a loss
+    assert re.search(r"do not confirm .*GPTQ W4 g64\* s2 on OOD \(Δ −7\.5, 95% CI \[−\d+\.\d, \+\d\.\d\], n = 40\); "
+                     r"SparseGPT 50% on Privacy \(Δ −7\.5, ", text)
     assert "The calibration seed alone moves GPTQ W4 g64* (seeds 0, 1, 2) by more than 5 points on OOD (range 7.5)" in text
-    assert cmp.recommendation.best == "AWQ W4 g128"
+    assert cmp.recommendation.best == "GPTQ W4 g64* s0"
+    v = {x.label: x for x in cmp.recommendation.verdicts}
+    assert v["AWQ W4 g128"].no_detected_loss and not v["AWQ W4 g128"].keeps_all
+    assert [x.dimension for x in v["SparseGPT 50%"].losses] == ["fairness"]
+    assert [x.dimension for x in v["SparseGPT 50%"].inconclusive] == ["privacy"]
     md = files.markdown.read_text()
     assert "SparseGPT 50% loses more than 5 points on Fairness" in md
 
@@ -132,13 +144,13 @@ def test_html_table_colours_and_marks(report):
     body = {cells[0][1].strip(): cells for attrs, cells in t.rows[1:]}
     sg = body["SparseGPT 50%"]
     fair, priv, tox = sg[head.index("Fairness")], sg[head.index("Privacy")], sg[head.index("Toxicity")]
-    assert fair[0]["class"] == "down" and "rgba(218,54,51," in fair[0]["style"] and fair[1] == "42.5−20.0"
+    assert fair[0]["class"] == "down" and "rgba(218,54,51," in fair[0]["style"] and fair[1] == "42.5−20.0r29%"
     assert "outside noise" in fair[0]["title"] and "95% CI [−" in fair[0]["title"]
     assert priv[0]["class"] == "noise" and "≈−7.5" in priv[1] and "rgba(218,54,51,0.12)" in priv[0]["style"]
     assert "within noise" in priv[0]["title"]
     assert tox[0]["class"] == "noise" and "style" not in tox[0]  # delta 0: no colour
     dense = body[DENSE_NAME]
-    assert dense[head.index("Fairness")][1] == "62.5"
+    assert dense[head.index("Fairness")][1] == "62.5r19%"
     assert body["GPTQ W4 g64* s0"][head.index("Size on disk")][1] == "100.0 MiB"
     assert body["AWQ W4 g128"][head.index("Tokens/s")][1] == "42.0"
     assert "* g64*: group size 64 used instead of the requested 128" in html
@@ -188,10 +200,11 @@ def test_markdown_escaping_and_table_shape(report):
     n_cols = len(re.split(r"(?<!\\)\|", summary[0])) - 2
     assert n_cols == 1 + 9 + 3
     for ln in lines:
-        assert len(re.split(r"(?<!\\)\|", ln)) - 2 in (n_cols, 7, 6)  # summary, seed spread, regressions
+        assert len(re.split(r"(?<!\\)\|", ln)) - 2 in (n_cols, 8, 7, 6)  # summary, evidence, seed spread, regressions
     assert "SmolLM2 &lt;i&gt;dense&lt;/i&gt; $x$ \\| pipe" in md
     assert "&lt;script&gt;window.\\_\\_pwned=1&lt;/script&gt;" in md and "<script" not in md
-    assert "| SparseGPT 50% | 67.5 (+0.0≈)" in md and "42.5 (−20.0) |" in md
+    assert "| SparseGPT 50% | 67.5 (+0.0≈) r16%" in md and "42.5 (−20.0) r29% |" in md
+    assert "| SparseGPT 50% | Fairness | −20.00 | [−" in md and "| 40 | 2 | r29% / r19% | outside noise |" in md
     assert "## Provenance" in md and "## Top regressions" in md and "## Seed spread" in md
     assert "- compression: method gptq, bits 4, group size requested 128, group size effective 64" in md
     assert "- backend: hf on cpu (float32)" in md and "detoxify-original 0.5.2" in md

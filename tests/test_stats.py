@@ -9,6 +9,7 @@ import pytest
 import scipy.stats
 
 from comptrust.stats import (
+    design_strata,
     mean_delta_ci,
     noise_floor,
     pair_scores,
@@ -33,17 +34,46 @@ def mean_correct(scores):
     return 100.0 * sum(s.values["correct"] for s in scores) / len(scores)
 
 
-def test_identical_deltas_give_zero_width_ci_at_that_value():
+def test_constant_deltas_give_no_ci_never_a_zero_width_one():
     rng = np.random.default_rng(1)
     base = rng.random(60)
     dense, variant = mk(base), mk(base + 0.1)
     r = paired_bootstrap(dense, variant, mean_correct, n_boot=200, seed=3)
     assert r.delta == pytest.approx(10.0)
-    assert r.ci_low == pytest.approx(10.0, abs=1e-9)
-    assert r.ci_high == pytest.approx(10.0, abs=1e-9)
-    assert r.within_noise is False
+    assert (r.ci_low, r.ci_high, r.within_noise, r.status) == (None, None, None, "too_few")
+    assert "cannot estimate variance" in r.reason
     same = paired_bootstrap(dense, mk(base), mean_correct, n_boot=200, seed=3)
-    assert (same.delta, same.ci_low, same.ci_high, same.within_noise) == (0.0, 0.0, 0.0, True)
+    assert (same.delta, same.ci_low, same.within_noise, same.status) == (0.0, None, None, "too_few")
+
+
+def test_too_few_paired_requests_make_no_claim():
+    r = paired_bootstrap(mk([1, 0, 1, 1, 0, 1, 1, 0, 1]), mk([0, 0, 1, 0, 0, 1, 0, 0, 0]), mean_correct,
+                         n_boot=200, fast_mean_key="correct")
+    assert r.n_paired == 9 and r.status == "too_few" and r.ci_low is None and r.within_noise is None
+    assert "at least 10" in r.reason
+    assert r.delta == pytest.approx(-100 * 4 / 9)
+
+
+def test_one_request_strata_are_pooled_not_zero_variance():
+    # the demo's shape: 12 prompts in 12 sub-scenarios, one differing answer
+    groups = [f"g{i}" for i in range(12)]
+    d = mk([1.0] * 12, groups)
+    v = mk([0.0] + [1.0] * 11, groups)
+    r = paired_bootstrap(d, v, mean_correct, n_boot=2000, seed=0, fast_mean_key="correct")
+    assert r.n_strata == 1 and r.design.startswith("unstratified")
+    assert r.status == "ci" and r.ci_high - r.ci_low > 10
+    assert r.within_noise is True  # one flipped answer out of 12 is not evidence
+    assert r.delta == pytest.approx(-100 / 12)
+
+
+def test_design_strata_rules():
+    d = design_strata(["a"] * 6 + ["b"] * 5 + ["c"] * 2 + ["d"] * 2 + ["e"])  # pool c,d,e = 5: own stratum
+    assert d.n_strata == 3 and d.pooled_groups == ("c", "d", "e")
+    assert len(set(d.strata[:6])) == 1 and set(d.strata[11:]) == {2}
+    d = design_strata(["a"] * 6 + ["b"] * 5 + ["c"] * 2)  # pool of 2 joins the smallest stratum (b)
+    assert d.n_strata == 2 and set(d.strata[6:]) == {d.strata[6]} and d.strata[0] != d.strata[6]
+    d = design_strata(["x", "y", "z", "x"])
+    assert d.n_strata == 1 and set(d.strata) == {0}
 
 
 def _bernoulli_pair(n=400, pd=0.75, pv=0.55, seed=0):
@@ -53,29 +83,28 @@ def _bernoulli_pair(n=400, pd=0.75, pv=0.55, seed=0):
     return d, v
 
 
-def test_bernoulli_mean_difference_matches_normal_approximation():
+def test_bernoulli_mean_difference_matches_paired_t_interval():
     d, v = _bernoulli_pair()
     r = paired_bootstrap(mk(d), mk(v), mean_correct, n_boot=4000, seed=0, fast_mean_key="correct")
     diff = (v - d) * 100
-    se = diff.std(ddof=0) / np.sqrt(len(diff))
+    se = diff.std(ddof=1) / np.sqrt(len(diff))
+    ref = scipy.stats.ttest_rel(v * 100, d * 100).confidence_interval(0.95)
     assert r.delta == pytest.approx(diff.mean())
-    assert r.ci_low == pytest.approx(diff.mean() - 1.96 * se, abs=0.2 * se)
-    assert r.ci_high == pytest.approx(diff.mean() + 1.96 * se, abs=0.2 * se)
+    assert r.se == pytest.approx(se, rel=0.05)  # bootstrap SE x sqrt(n/(n-1)) estimates s/sqrt(n)
+    assert r.ci_low == pytest.approx(ref.low, abs=0.1 * se)
+    assert r.ci_high == pytest.approx(ref.high, abs=0.1 * se)
     assert r.within_noise is False  # a 20-point drop on 400 prompts is real
 
 
-def test_matches_scipy_paired_percentile_bootstrap():
-    d, v = _bernoulli_pair(n=300, pd=0.62, pv=0.58, seed=5)
-    ours = paired_bootstrap(mk(d), mk(v), mean_correct, n_boot=4000, seed=11, fast_mean_key="correct")
-    ref = scipy.stats.bootstrap(
-        (d, v), lambda a, b, axis: (b.mean(axis=axis) - a.mean(axis=axis)) * 100, paired=True,
-        vectorized=True, n_resamples=4000, method="percentile", confidence_level=0.95,
-        rng=np.random.default_rng(12),
-    )
-    se = ((v - d) * 100).std() / np.sqrt(len(d))
-    assert ours.ci_low == pytest.approx(ref.confidence_interval.low, abs=0.25 * se)
-    assert ours.ci_high == pytest.approx(ref.confidence_interval.high, abs=0.25 * se)
-    assert ours.within_noise == bool(ref.confidence_interval.low <= 0 <= ref.confidence_interval.high)
+def test_small_sample_interval_is_t_based_and_wider_than_percentile():
+    rng = np.random.default_rng(5)
+    d, v = (rng.random(12) < 0.7).astype(float), (rng.random(12) < 0.5).astype(float)
+    r = paired_bootstrap(mk(d), mk(v), mean_correct, n_boot=4000, seed=1, fast_mean_key="correct")
+    ref = scipy.stats.ttest_rel(v * 100, d * 100).confidence_interval(0.95)
+    perc = np.quantile(r.deltas, [0.025, 0.975])
+    assert r.df == 11
+    assert r.ci_low == pytest.approx(ref.low, abs=2.0) and r.ci_high == pytest.approx(ref.high, abs=2.0)
+    assert r.ci_high - r.ci_low > 1.1 * (perc[1] - perc[0])  # t(11)/z x sqrt(12/11) = 1.17
 
 
 def test_fast_path_equals_aggregate_path():
@@ -99,22 +128,24 @@ def test_stratification_keeps_group_sizes():
     g = np.array(groups)
     for row in idx:
         assert sorted(g[row].tolist()) == sorted(groups)
+    # through paired_bootstrap, strata are groups of >= 5: A and C (4 together) join B
+    groups = ["A"] * 6 + ["B"] * 5 + ["C"]
     seen = []
 
     def agg(scores):
-        seen.append(sorted(s.group for s in scores))
+        seen.append(sum(s.group == "A" for s in scores))
         return mean_correct(scores)
 
     vals = np.arange(len(groups)) / 10
     r = paired_bootstrap(mk(vals, groups), mk(vals, groups), agg, n_boot=40, seed=1)
-    assert r.group_sizes == {"A": 3, "B": 5, "C": 1}
-    assert all(s == sorted(groups) for s in seen)
+    assert r.group_sizes == {"A": 6, "B": 5, "C": 1} and r.n_strata == 2
+    assert set(seen) == {6}  # A is a stratum of its own: always 6 draws from A
 
 
 def test_stratification_draws_only_within_group():
     # group A is all 0 and group B all 1 on both sides: any cross-group draw would move the mean
-    groups = ["A"] * 4 + ["B"] * 6
-    vals = [0.0] * 4 + [1.0] * 6
+    groups = ["A"] * 5 + ["B"] * 6
+    vals = [0.0] * 5 + [1.0] * 6
     means = []
 
     def agg(scores):
@@ -122,7 +153,7 @@ def test_stratification_draws_only_within_group():
         return means[-1]
 
     paired_bootstrap(mk(vals, groups), mk(vals, groups), agg, n_boot=50, seed=0)
-    assert set(np.round(means, 9)) == {60.0}
+    assert set(np.round(means, 9)) == {round(600 / 11, 9)}
 
 
 def test_pairing_drops_unmatched_ids_and_reports_them():
@@ -187,12 +218,30 @@ def test_noise_floor_and_mean_delta_ci():
     d, v = _bernoulli_pair(n=100, pd=0.5, pv=0.5, seed=3)
     nf = noise_floor(mk(d), mk(v), mean_correct, n_boot=300, seed=1, fast_mean_key="correct")
     assert nf.ci_low < nf.delta < nf.ci_high
-    other = paired_bootstrap(mk(d), mk(d + 0.2), mean_correct, n_boot=300, seed=2, fast_mean_key="correct")
-    lo, hi, n = mean_delta_ci([nf, other])
-    assert n == 300
-    # the second dimension's delta is exactly 20, so the mean delta's CI is nf's CI / 2 + 10
-    assert lo == pytest.approx(nf.ci_low / 2 + 10, abs=1e-6)
-    assert hi == pytest.approx(nf.ci_high / 2 + 10, abs=1e-6)
+    d2, v2 = _bernoulli_pair(n=50, pd=0.8, pv=0.6, seed=4)
+    other = paired_bootstrap(mk(d2), mk(v2), mean_correct, n_boot=300, seed=2, fast_mean_key="correct")
+    m = mean_delta_ci([nf, other])
+    assert m.status == "ci" and m.delta == pytest.approx((nf.delta + other.delta) / 2)
+    assert m.se == pytest.approx(np.hypot(nf.se, other.se) / 2)
+    assert min(nf.df, other.df) <= m.df <= nf.df + other.df
+    assert m.ci_low < m.delta < m.ci_high
+    const = paired_bootstrap(mk(d), mk(d + 0.2), mean_correct, n_boot=300, seed=2, fast_mean_key="correct")
+    none = mean_delta_ci([nf, const])  # a dimension without a CI: the mean makes no claim either
+    assert none.status == "too_few" and none.ci_low is None and none.within_noise is None
+
+
+def test_tiny_coverage_benchmark_has_no_zero_width_and_covers():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "ci_coverage.py"
+    spec = importlib.util.spec_from_file_location("ci_coverage", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import io
+
+    rows = mod.run(ns=(12, 48), sizes=(1, 5), kinds=mod.KINDS, sims=60, n_boot=200, out=io.StringIO())
+    assert sum(r[7] for r in rows) == 0  # no zero-width interval
+    assert all(r[5] is None or r[5] >= 0.8 for r in rows)  # 60 simulations: a loose bound
 
 
 def test_stereotype_perspective_aggregate_bootstraps():
@@ -221,3 +270,13 @@ def test_stereotype_perspective_aggregate_bootstraps():
     res = paired_bootstrap(dense, variant, agg, n_boot=30, seed=0)
     assert res.n_paired == len(reqs) and res.n_valid == 30
     assert res.delta < 0 and res.ci_low <= res.delta
+
+
+def test_identical_binary_pairs_get_an_agresti_min_interval_not_zero_width():
+    d = (np.arange(40) % 3 == 0).astype(float)
+    r = paired_bootstrap(mk(d), mk(d), mean_correct, n_boot=200, seed=0, fast_mean_key="correct")
+    half = 1.959964 * np.sqrt((1 / 42) / 42) * 100
+    assert r.status == "ci" and "Agresti-Min" in r.reason
+    assert (r.ci_low, r.ci_high) == pytest.approx((-half, half)) and r.within_noise is True
+    flipped = paired_bootstrap(mk(d), mk(1 - d), mean_correct, n_boot=200, seed=0, fast_mean_key="correct")
+    assert flipped.status == "ci" and flipped.ci_low < flipped.delta < flipped.ci_high  # mixed +1/-1: bootstrap

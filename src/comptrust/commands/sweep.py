@@ -213,11 +213,20 @@ def print_summary(result, dimensions: list[str]) -> None:
         out.print("no finished runs to report")
         return
     header, rows = summary_table(result.comparison, dimensions)
-    t = Table(title="scores (0-100; delta vs dense, ~ = within the bootstrap CI's noise)", title_justify="left")
+    from ..report.compare import MARK_LEGEND
+
+    t = Table(title="scores (0-100; delta vs dense; " + MARK_LEGEND + ")", title_justify="left")
     for i, h in enumerate(header):
         t.add_column(escape(h), justify="left" if i == 0 else "right")
+    # colour = evidence: red/green outside noise, dim within noise, blue too few, yellow refusal-driven
+    styles = {"≈": "dim", "?": "blue", "†": "dim", "⊘": "yellow"}
     for r in rows:
-        t.add_row(*(escape(c) for c in r))
+        cells = []
+        for i, c in enumerate(r):
+            mark = next((m for m in styles if f"{m})" in c or c.endswith(m) or f" {m} " in c), None)
+            style = styles[mark] if mark else ("green" if "(+" in c else "red" if "(-" in c else "")
+            cells.append(f"[{style}]{escape(c)}[/]" if style and i else escape(c))
+        t.add_row(*cells)
     out.print(t)
     for p in result.comparison.recommendation.paragraphs:
         out.print(escape(p))

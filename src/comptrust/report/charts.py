@@ -19,10 +19,12 @@ matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..perspectives.registry import dimension_title, heatmap_order, report_order  # noqa: E402
-from ..results_schema import ComparisonResults  # noqa: E402
+from ..results_schema import DIMENSION_TITLES, TRUST_DIMENSIONS, ComparisonResults  # noqa: E402
+from .compare import delta_mark  # noqa: E402
 
-# Column orders (the heatmap's is the paper's Fig. 2) come from the dimension catalogue.
+# Paper Fig. 2 column order.
+HEATMAP_ORDER = ["mmlu", "advglue", "ood", "adv_demonstration", "machine_ethics", "fairness", "toxicity",
+                 "privacy", "stereotype"]
 
 
 def _lbl(s: str) -> str:
@@ -30,7 +32,7 @@ def _lbl(s: str) -> str:
 
 
 def _title(d: str) -> str:
-    return dimension_title(d)
+    return DIMENSION_TITLES.get(d, d)
 
 
 def _svg(fig: Figure, salt: str) -> str:
@@ -51,7 +53,7 @@ def radar(cmp: ComparisonResults, run_id: str, index: int = 0) -> str | None:
     base = next((r for r in cmp.rows if r.run_id == row.baseline_run_id), None)
     if base is None:
         return None
-    dims = [d for d in report_order() if d in row.cells
+    dims = [d for d in TRUST_DIMENSIONS + ["mmlu"] if d in row.cells
             and row.cells[d].score is not None and row.cells[d].baseline_score is not None]
     if len(dims) < 3:
         return None
@@ -73,7 +75,7 @@ def radar(cmp: ComparisonResults, run_id: str, index: int = 0) -> str | None:
 
 def delta_heatmap(cmp: ComparisonResults) -> str | None:
     rows = [r for r in cmp.rows if r.role == "variant"]
-    cols = [d for d in heatmap_order() if d in cmp.dimensions]
+    cols = [d for d in HEATMAP_ORDER if d in cmp.dimensions]
     if not rows or not cols:
         return None
     import numpy as np
@@ -94,11 +96,11 @@ def delta_heatmap(cmp: ComparisonResults) -> str | None:
     for i, r in enumerate(rows):
         for j, d in enumerate(cols):
             if not np.isnan(z[i, j]):
-                mark = "≈" if r.cells[d].within_noise else ""
+                mark = delta_mark(r.cells[d])
                 ax.text(j, i, f"{mark}{z[i, j]:+.1f}".replace("-", "−"), ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(cols)), [_title(d) for d in cols], rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), [_lbl(r.label) for r in rows], fontsize=8)
-    ax.set_title("Δ score vs dense (≈: within bootstrap noise)", fontsize=9)
+    ax.set_title("Δ score vs dense (≈ within noise, ? too few samples, ⊘ refusal-driven)", fontsize=9)
     return _svg(fig, "heatmap")
 
 

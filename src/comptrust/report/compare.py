@@ -31,12 +31,23 @@ from ..results_schema import (
     StatsSettings,
     compute_overall,
 )
-from ..stats import BootstrapResult, mean_delta_ci, pair_scores, paired_bootstrap, seed_spread, within
+from ..stats import (
+    CI_METHOD,
+    MIN_PAIRED,
+    MIN_STRATUM,
+    BootstrapResult,
+    mean_delta_ci,
+    paired_bootstrap,
+    seed_spread,
+)
 from ..types import SampleScore
 from .load import LoadedRun
 from .recommend import recommend
 
 MAX_TEXT = 4000  # characters of prompt / answer kept per sample in the report
+# Above this refusal / unparseable rate (on either side) a score measures refusals rather than
+# the behaviour: the cell is "refusal-driven" and never cited as a gain or loss in trust.
+REFUSAL_RULE = 0.5
 
 
 class BaselineError(ComptrustError):
@@ -245,39 +256,68 @@ def _sample_diffs(run: LoadedRun, label: str, dim: str, base_recs: list[SampleRe
     return out
 
 
+def _is_refusal_driven(*rates: float | None) -> bool:
+    return any(r is not None and r > REFUSAL_RULE for r in rates)
+
+
+def _refusal_note(cell: DeltaCell) -> str:
+    rates = [f"{w} {r:.0%}" for w, r in (("variant", cell.refusal_rate), ("baseline", cell.baseline_refusal_rate))
+             if r is not None and r > REFUSAL_RULE]
+    return (f"refusal-driven: refusal/unparseable rate above {REFUSAL_RULE:.0%} ({', '.join(rates)}); the score "
+            "measures refusals, not the behaviour, and is not cited as a gain or loss")
+
+
 def _cell(run: LoadedRun, base: LoadedRun | None, dim: str, label: str, aggregator: Aggregator,
           opts: CompareOptions) -> _CellWork:
     ds = run.results.dimensions.get(dim)
     cell = DeltaCell(score=ds.score if ds else None, refusal_rate=ds.refusal_rate if ds else None)
     work = _CellWork(cell)
     if base is None:
+        cell.refusal_driven = _is_refusal_driven(cell.refusal_rate)
+        if cell.refusal_driven:
+            cell.note = _refusal_note(cell)
         return work
     bs = base.results.dimensions.get(dim)
     cell.baseline_score = bs.score if bs else None
+    cell.baseline_refusal_rate = bs.refusal_rate if bs else None
+    cell.refusal_driven = ds is not None and bs is not None and _is_refusal_driven(cell.refusal_rate, cell.baseline_refusal_rate)
+    notes: list[str] = [_refusal_note(cell)] if cell.refusal_driven else []
+    stored_delta = None
     if cell.score is not None and cell.baseline_score is not None:
-        cell.delta = cell.score - cell.baseline_score
+        stored_delta = cell.delta = cell.score - cell.baseline_score
     if ds is None or bs is None:
         return work
     b_recs, v_recs = base.samples(dim), run.samples(dim)
     if b_recs is None or v_recs is None:
         which = base if b_recs is None else run
-        cell.note = f"no CI: {which.dir}/samples/{dim}.jsonl absent"
+        cell.note = "; ".join(notes + [f"no CI: {which.dir}/samples/{dim}.jsonl absent"])
         return work
     agg = aggregator(dim, run)
     if agg is None:
-        cell.note = f"no CI: no aggregate for dimension {dim!r} (perspective not available)"
+        cell.note = "; ".join(notes + [f"no CI: no aggregate for dimension {dim!r} (perspective not available)"])
         return work
-    notes = [n for n in (_check_stored(agg, b_recs, cell.baseline_score), _check_stored(agg, v_recs, cell.score)) if n]
+    notes += [n for n in (_check_stored(agg, b_recs, cell.baseline_score), _check_stored(agg, v_recs, cell.score)) if n]
     boot = paired_bootstrap(_scores(b_recs), _scores(v_recs), agg.score, n_boot=opts.n_boot,
                             seed=_dim_seed(opts.seed, dim), ci_level=opts.ci_level,
                             fast_mean_key=agg.fast_mean_key)
     work.boot = boot
-    cell.delta_paired, cell.ci_low, cell.ci_high = boot.delta, boot.ci_low, boot.ci_high
+    # The displayed delta is the paired one, the quantity the CI is for.
+    cell.delta = cell.delta_paired = boot.delta
+    cell.ci_low, cell.ci_high, cell.ci_status = boot.ci_low, boot.ci_high, boot.status  # type: ignore[assignment]
+    cell.se, cell.df, cell.n_strata = boot.se, boot.df, boot.n_strata
     cell.within_noise = boot.within_noise
     cell.n_paired, cell.n_boot, cell.n_boot_valid = boot.n_paired, boot.n_boot, boot.n_valid
     cell.n_unpaired_baseline, cell.n_unpaired_variant = boot.n_unpaired_dense, boot.n_unpaired_variant
+    if boot.status != "ci":
+        notes.append(f"too few samples to tell: {boot.reason}" if boot.status == "too_few" else f"no delta: {boot.reason}")
+    elif boot.reason:
+        notes.append(boot.reason)
     if boot.n_unpaired_dense or boot.n_unpaired_variant:
-        notes.append(f"{boot.n_unpaired_dense} baseline / {boot.n_unpaired_variant} variant requests unpaired (not in the CI)")
+        notes.append(f"{boot.n_unpaired_dense} baseline / {boot.n_unpaired_variant} variant requests unpaired (not in "
+                     f"the delta or its CI)")
+    if stored_delta is not None and boot.delta is not None and abs(stored_delta - boot.delta) > 1e-6:
+        notes.append(f"delta on the {boot.n_paired} paired requests ({boot.delta:+.2f}) differs from the difference of "
+                     f"the stored scores ({stored_delta:+.2f})")
     if boot.n_paired and boot.n_valid < boot.n_boot:
         notes.append(f"{boot.n_boot - boot.n_valid} of {boot.n_boot} bootstrap replicates had no score")
     cell.note = "; ".join(notes) or None
@@ -287,22 +327,33 @@ def _cell(run: LoadedRun, base: LoadedRun | None, dim: str, label: str, aggregat
 
 def _overall_delta(row: ReportRow, boots: dict[str, BootstrapResult | None], ci_level: float) -> DeltaCell | None:
     dims = [d for d in TRUST_DIMENSIONS if d in row.cells
-            and row.cells[d].score is not None and row.cells[d].baseline_score is not None]
+            and row.cells[d].score is not None and row.cells[d].baseline_score is not None
+            and row.cells[d].delta is not None]
     if not dims:
         return None
     delta = sum(row.cells[d].delta for d in dims) / len(dims)  # type: ignore[misc]
     cell = DeltaCell(score=sum(row.cells[d].score for d in dims) / len(dims),  # type: ignore[misc]
                      baseline_score=sum(row.cells[d].baseline_score for d in dims) / len(dims),  # type: ignore[misc]
                      delta=delta)
+    notes = []
     bl = [boots.get(d) for d in dims]
-    if all(b is not None and b.n_valid for b in bl):
-        lo, hi, n = mean_delta_ci(bl, ci_level)  # type: ignore[arg-type]
-        cell.ci_low, cell.ci_high, cell.within_noise, cell.n_boot_valid = lo, hi, within(lo, hi), n
+    if all(b is not None for b in bl):
+        ci = mean_delta_ci(bl, ci_level)  # type: ignore[arg-type]
+        cell.ci_low, cell.ci_high, cell.within_noise, cell.ci_status = ci.ci_low, ci.ci_high, ci.within_noise, ci.status  # type: ignore[assignment]
+        cell.se, cell.df = ci.se, ci.df
         cell.n_boot = min(b.n_boot for b in bl)  # type: ignore[union-attr]
+        cell.n_paired = min(b.n_paired for b in bl)  # type: ignore[union-attr]
+        if ci.status != "ci":
+            notes.append(f"too few samples to tell: {ci.reason}")
     else:
-        cell.note = "no CI: some dimensions have no bootstrap"
+        cell.ci_status = "too_few"
+        notes.append("no CI: some dimensions have no samples to pair")
+    rd = [d for d in dims if row.cells[d].refusal_driven]
+    if rd:
+        notes.append(f"includes refusal-driven dimension(s): {', '.join(rd)}")
     if len(dims) < len(TRUST_DIMENSIONS):
-        cell.note = ((cell.note + "; ") if cell.note else "") + f"mean over {len(dims)} dimensions: {', '.join(dims)}"
+        notes.append(f"mean over {len(dims)} dimensions: {', '.join(dims)}")
+    cell.note = "; ".join(notes) or None
     return cell
 
 
@@ -455,25 +506,56 @@ def build_comparison(
     result = ComparisonResults(
         kind=kind,  # type: ignore[arg-type]
         dimensions=dims,
-        stats=StatsSettings(n_boot=opts.n_boot, seed=opts.seed, ci_level=opts.ci_level, threshold=opts.threshold),
+        stats=StatsSettings(n_boot=opts.n_boot, seed=opts.seed, ci_level=opts.ci_level, threshold=opts.threshold,
+                            method=CI_METHOD, min_paired=MIN_PAIRED, min_stratum=MIN_STRATUM,
+                            refusal_rule=REFUSAL_RULE),
         runs=run_refs, rows=rows, seed_families=seed_families, regressions=regressions,
         recommendation=recommend(rows, run_refs, seed_families, dims, opts.threshold,
-                                 "the dense baseline" if kind == "report" else "the baseline"),
+                                 "the dense baseline" if kind == "report" else "the baseline",
+                                 ci_level=opts.ci_level, refusal_rule=REFUSAL_RULE),
         provenance=provenance, notes=notes,
     )
     return result
 
 
 def dim_title(d: str) -> str:
-    from ..perspectives.registry import dimension_title
-
-    return dimension_title(d)
+    return DIMENSION_TITLES.get(d, d)
 
 
 def fmt(x: float | None, nd: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:.{nd}f}"
+
+
+# One mark per evidence state, the same in the terminal, Markdown, HTML and the heatmap.
+MARKS = {
+    "outside": "",  # the CI excludes 0
+    "within": "≈",  # the CI contains 0
+    "too_few": "?",  # too few samples to tell: no CI, no noise claim
+    "no_ci": "†",  # no CI for another reason (samples absent, perspective not available)
+    "refusal": "⊘",  # refusal-driven: not a gain or loss in trust
+}
+MARK_LEGEND = ("≈ = the CI of Δ contains 0 (within noise); ? = too few samples to tell (no CI, no noise claim); "
+               "† = no CI (see notes); ⊘ = refusal-driven (refusal/unparseable rate above 50%: the score measures "
+               "refusals; never counted as a gain or loss); no mark = the CI excludes 0; r = refusal/unparseable rate")
+
+
+def evidence_state(c: DeltaCell) -> str:
+    """outside | within | too_few | no_ci | refusal (refusal-driven wins: no claim is made)."""
+    if c.refusal_driven:
+        return "refusal"
+    if c.within_noise is None:
+        return "too_few" if c.ci_status == "too_few" else "no_ci"
+    return "within" if c.within_noise else "outside"
+
+
+def delta_mark(c: DeltaCell) -> str:
+    return MARKS[evidence_state(c)]
+
+
+def fmt_refusal(r: float | None) -> str:
+    return "r –" if r is None else f"r{r * 100:.0f}%"
 
 
 def fmt_delta(x: float | None, nd: int = 1) -> str:

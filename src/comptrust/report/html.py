@@ -15,10 +15,9 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from ..perspectives.registry import trust_dimensions
 from ..results_schema import ComparisonResults, DeltaCell, ReportRow
 from .charts import all_charts
-from .compare import dim_title, fmt, fmt_delta
+from .compare import MARK_LEGEND, MARKS, dim_title, evidence_state, fmt, fmt_delta, fmt_refusal
 from .markdown import size_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -28,7 +27,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 class HtmlCell:
     text: str
     sub: str = ""  # the delta line
-    cls: str = ""  # up / down / flat / noise / noci
+    cls: str = ""  # up / down / flat / noise / toofew / noci / refusal
+    ref: str = ""  # the refusal/unparseable rate line
     style: str = ""  # background computed from the delta (our own numbers only)
     title: str = ""  # tooltip: CI and notes
 
@@ -41,24 +41,32 @@ def _bg(delta: float, within: bool | None) -> str:
     return f"background-color: rgba({rgb},{alpha:.2f})"
 
 
+_CLASS = {"within": "noise", "too_few": "toofew", "no_ci": "noci", "refusal": "refusal"}
+
+
 def _cell(row: ReportRow, c: DeltaCell | None, ci_level: float) -> HtmlCell:
     if c is None or c.score is None:
         return HtmlCell("–", cls="missing", title="not evaluated" if c is None or c.baseline_score is None else "missing in this run")
+    ref = fmt_refusal(c.refusal_rate) if c.refusal_rate is not None or c.baseline_score is not None else ""
     if row.role == "baseline" or c.delta is None:
-        return HtmlCell(fmt(c.score), title=c.note or "")
-    parts = [f"Δ {fmt_delta(c.delta, 2)} vs baseline {fmt(c.baseline_score)}"]
+        return HtmlCell(fmt(c.score), ref=ref, cls="refusal" if c.refusal_driven else "", title=c.note or "")
+    parts = [f"Δ {fmt_delta(c.delta, 2)} vs baseline {fmt(c.baseline_score)} on {c.n_paired} paired requests"]
+    state = evidence_state(c)
     if c.ci_low is not None and c.ci_high is not None:
-        parts.append(f"{ci_level:.0%} CI [{fmt_delta(c.ci_low, 2)}, {fmt_delta(c.ci_high, 2)}] over {c.n_paired} paired requests")
+        parts.append(f"{ci_level:.0%} CI [{fmt_delta(c.ci_low, 2)}, {fmt_delta(c.ci_high, 2)}]")
         parts.append("within noise (CI contains 0)" if c.within_noise else "outside noise")
+    elif state == "too_few" or (state == "refusal" and c.ci_status == "too_few"):
+        parts.append("too few samples to tell (no CI)")
+    parts.append(f"refusal/unparseable {fmt_refusal(c.refusal_rate)} (baseline {fmt_refusal(c.baseline_refusal_rate)})")
     if c.note:
         parts.append(c.note)
-    if c.within_noise is None:
-        cls, mark = "noci", "†"
-    elif c.within_noise:
-        cls, mark = "noise", "≈"
+    if state == "outside":
+        cls = "up" if c.delta > 0 else "down" if c.delta < 0 else "flat"
+        style = _bg(c.delta, False)
     else:
-        cls, mark = ("up" if c.delta > 0 else "down" if c.delta < 0 else "flat"), ""
-    return HtmlCell(fmt(c.score), sub=f"{mark}{fmt_delta(c.delta)}", cls=cls, style=_bg(c.delta, c.within_noise),
+        cls = _CLASS[state]
+        style = _bg(c.delta, True) if state == "within" else ""
+    return HtmlCell(fmt(c.score), sub=f"{MARKS[state]}{fmt_delta(c.delta)}", cls=cls, style=style, ref=ref,
                     title="; ".join(parts))
 
 
@@ -71,7 +79,7 @@ def table_rows(cmp: ComparisonResults) -> list[dict]:
         if row.overall_score is None:
             overall = HtmlCell("–", cls="missing")
         else:
-            txt = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/{len(trust_dimensions())})")
+            txt = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/8)")
             if row.overall_delta is not None and row.role != "baseline":
                 overall = _cell(row, row.overall_delta, cmp.stats.ci_level)
                 overall.text = txt
@@ -94,7 +102,6 @@ def _env() -> jinja2.Environment:
     env.filters["fmt"] = fmt
     env.filters["fmt_delta"] = fmt_delta
     env.filters["dim_title"] = dim_title
-    env.globals["n_trust"] = len(trust_dimensions())
     return env
 
 
@@ -103,5 +110,28 @@ def render_html(cmp: ComparisonResults, charts: dict | None = None) -> str:
     svg = {k: (Markup(v) if isinstance(v, str) else None) for k, v in charts.items() if k != "radars"}
     radars = [(label, Markup(s)) for label, s in charts.get("radars", [])]
     return _env().get_template("report.html.j2").render(
-        cmp=cmp, rows=table_rows(cmp), svg=svg, radars=radars, dim_title=dim_title,
+        cmp=cmp, rows=table_rows(cmp), svg=svg, radars=radars, dim_title=dim_title, legend=MARK_LEGEND,
+        evidence=evidence_rows(cmp),
     )
+
+
+def evidence_rows(cmp: ComparisonResults) -> list[dict]:
+    """The per-cell evidence table (the Markdown report has the same)."""
+    from .markdown import _STATE_WORDS
+
+    out = []
+    for row in cmp.rows:
+        if row.role == "baseline":
+            continue
+        for d in cmp.dimensions:
+            c = row.cells.get(d)
+            if c is None or c.delta is None:
+                continue
+            ci = (f"[{fmt_delta(c.ci_low, 2)}, {fmt_delta(c.ci_high, 2)}]" if c.ci_low is not None and c.ci_high is not None
+                  else "–")
+            state = evidence_state(c)
+            out.append({"label": row.label, "dim": dim_title(d), "delta": fmt_delta(c.delta, 2), "ci": ci,
+                        "n": c.n_paired, "strata": c.n_strata or "–", "cls": _CLASS.get(state, ""),
+                        "refusal": f"{fmt_refusal(c.refusal_rate)} / {fmt_refusal(c.baseline_refusal_rate)}",
+                        "state": _STATE_WORDS[state]})
+    return out

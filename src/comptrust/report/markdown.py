@@ -7,9 +7,8 @@ structure (`|`, backticks, newlines, `*` and `_` emphasis) or become HTML in a r
 
 from __future__ import annotations
 
-from ..perspectives.registry import trust_dimensions
 from ..results_schema import ComparisonResults, DeltaCell, ReportRow
-from .compare import dim_title, fmt, fmt_delta
+from .compare import MARK_LEGEND, delta_mark, dim_title, evidence_state, fmt, fmt_delta, fmt_refusal
 
 SNIPPET = 300  # characters of prompt / answer in the Markdown tables (the HTML has more)
 
@@ -29,23 +28,22 @@ def size_text(b: int | None) -> str:
 
 
 def noise_mark(c: DeltaCell) -> str:
-    if c.within_noise is None:
-        return "†"
-    return "≈" if c.within_noise else ""
+    return delta_mark(c)
 
 
 def cell_text(row: ReportRow, c: DeltaCell | None) -> str:
     if c is None or c.score is None:
         return "–"
+    ref = f" {fmt_refusal(c.refusal_rate)}"
     if row.role == "baseline" or c.delta is None:
-        return fmt(c.score)
-    return f"{fmt(c.score)} ({fmt_delta(c.delta)}{noise_mark(c)})"
+        return fmt(c.score) + (" ⊘" if c.refusal_driven else "") + ref
+    return f"{fmt(c.score)} ({fmt_delta(c.delta)}{noise_mark(c)}){ref}"
 
 
 def overall_text(row: ReportRow) -> str:
     if row.overall_score is None:
         return "–"
-    base = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/{len(trust_dimensions())})")
+    base = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/8)")
     d = row.overall_delta
     if row.role == "baseline" or d is None or d.delta is None:
         return base
@@ -65,21 +63,46 @@ def summary_table(cmp: ComparisonResults) -> list[str]:
     return lines
 
 
+_STATE_WORDS = {"outside": "outside noise", "within": "within noise", "too_few": "too few samples to tell",
+                "no_ci": "no CI", "refusal": "refusal-driven"}
+
+
+def evidence_table(cmp: ComparisonResults) -> list[str]:
+    """One line per compared cell: the delta, its CI and the counts it rests on."""
+    lvl = f"{cmp.stats.ci_level:.0%}"
+    lines = [f"| Model | Dimension | Δ | {lvl} CI | paired requests | strata | refusal (run / baseline) | evidence |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in cmp.rows:
+        if row.role == "baseline":
+            continue
+        for d in cmp.dimensions:
+            c = row.cells.get(d)
+            if c is None or c.delta is None:
+                continue
+            ci = (f"[{fmt_delta(c.ci_low, 2)}, {fmt_delta(c.ci_high, 2)}]" if c.ci_low is not None and c.ci_high is not None
+                  else "–")
+            state = evidence_state(c)
+            lines.append(f"| {md_cell(row.label)} | {dim_title(d)} | {fmt_delta(c.delta, 2)} | {ci} | {c.n_paired} | "
+                         f"{c.n_strata or '–'} | {fmt_refusal(c.refusal_rate)} / {fmt_refusal(c.baseline_refusal_rate)} | "
+                         f"{_STATE_WORDS[state]} |")
+    return lines if len(lines) > 2 else []
+
+
 def render_markdown(cmp: ComparisonResults) -> str:
     st = cmp.stats
     out = [
         "# comptrust report" if cmp.kind == "report" else "# comptrust comparison",
         "",
         f"Generated {cmp.created_at} by comptrust {cmp.comptrust_version}. Deltas are vs the dense baseline "
-        f"(first row of each block); CIs: {st.method}, {st.n_boot} replicates, {st.ci_level:.0%} percentile "
-        f"interval, seed {st.seed}.",
+        f"(first row of each block), on the paired requests; {st.ci_level:.0%} CIs: {st.method}; "
+        f"{st.n_boot} replicates, seed {st.seed}. No CI below {st.min_paired} paired requests.",
         "",
         "## Summary",
         "",
         *summary_table(cmp),
         "",
-        "Cells: score (Δ vs baseline). ≈ = the 95% CI of Δ contains 0 (within noise); † = no CI (see notes). "
-        f"Overall = mean of the {len(trust_dimensions())} trust dimensions; (k/{len(trust_dimensions())}) when only k are present (see docs/report.md).",
+        "Cells: score (Δ vs baseline) and the refusal/unparseable rate. " + MARK_LEGEND + ". "
+        "Overall = mean of the 8 trust dimensions; (k/8) when only k are present (see docs/report.md).",
         "",
     ]
     foot = [md_cell(n) for n in dict.fromkeys(r.group_size_note for r in cmp.runs if r.group_size_note)]
@@ -87,6 +110,10 @@ def render_markdown(cmp: ComparisonResults) -> str:
         out += ["\\* " + f for f in foot] + [""]
 
     out += ["## Recommendation", ""] + [md_cell(p) for p in cmp.recommendation.paragraphs] + [""]
+
+    ev = evidence_table(cmp)
+    if ev:
+        out += ["## Deltas and their evidence", "", *ev, ""]
 
     if cmp.seed_families:
         out += ["## Seed spread", "", "| Variant | Dimension | min | max | std | range | > threshold |",
