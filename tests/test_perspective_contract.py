@@ -38,7 +38,7 @@ def test_cli_ill_typed_option_exits_2(capsys, tmp_path, tiny_model):
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "eval", "--model", str(tiny_model), "--perspectives", "stereotype",
                            "--option", "stereotype_parser=llm", "--out", str(out))
-    assert code == 2 and "stereotype_parser='llm'" in err and "'dt' or 'comptrust'" in err
+    assert code == 2 and "stereotype_parser='llm'" in err and "Input should be 'dt'" in err
     assert not out.exists()
 
 
@@ -117,3 +117,29 @@ def test_overall_counts_the_catalogues_trust_dimensions():
     assert o.trust_mean == 50.0 and o.dimensions_used == names
     o = compute_overall({n: 50.0 for n in names[:-1]})
     assert o.trust_mean is None and o.trust_mean_present == 50.0
+
+
+def test_hooks_the_report_uses():
+    import random
+
+    from comptrust.report.compare import registry_aggregator
+    from comptrust.types import SampleScore
+
+    # mmlu declares its score to be 100 * mean(correct): true on any resample
+    P = get_perspective("mmlu")
+    rng = random.Random(0)
+    for _ in range(5):
+        ss = [SampleScore(f"r{i}", rng.choice("ab"), {"correct": float(rng.random() < 0.5)}) for i in range(9)]
+        from comptrust.data.source import DataSource
+        from comptrust.perspectives.base import PerspectiveContext
+        from comptrust.profiles import get_profile
+
+        res = P.aggregate(ss, PerspectiveContext(DataSource.bundled(), get_profile("smoke")))
+        assert res.score == pytest.approx(100 * sum(s.values["correct"] for s in ss) / len(ss))
+    assert P.bootstrap_mean_key == "correct"
+    # fairness has a per-request utility (its aggregate on one request alone is undefined)
+    F = get_perspective("fairness")
+    right = SampleScore("a", "g", {"pred": 1.0, "known": 1.0, "label": 1.0, "sensitive": 0.0})
+    wrong = SampleScore("a", "g", {"pred": 0.0, "known": 1.0, "label": 1.0, "sensitive": 0.0})
+    assert F.sample_utility(right) == 1.0 and F.sample_utility(wrong) == 0.0
+    assert get_perspective("stereotype").sample_utility(right) is None  # default: not defined

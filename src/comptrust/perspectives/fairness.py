@@ -264,6 +264,15 @@ class Fairness(Perspective):
         )
 
     # ------------------------------------------------------------------ aggregate
+    def sample_utility(self, s: SampleScore) -> float | None:
+        """Per request: 1 when the answer is known and matches the ground truth, else 0. Parity
+        gaps exist only between groups, so no single request has a DPD of its own; agreement with
+        the label is the per-request quantity whose group rates equalized odds (EOD) compares, and
+        lets fairness regressions be ranked among the worst-regressing samples."""
+        if not s.values.get("known"):
+            return 0.0
+        return 1.0 if s.values.get("pred") == s.values.get("label") else 0.0
+
     def aggregate(self, scores: list[SampleScore], ctx: PerspectiveContext) -> DimensionResult:
         policy = self.options.fairness_unknown_policy
         use_fl = self.options.fairness_use_fairlearn

@@ -83,6 +83,7 @@ class MMLU(Perspective):
     name: ClassVar[str] = "mmlu"
     title: ClassVar[str] = "MMLU"
     is_trust: ClassVar[bool] = False
+    bootstrap_mean_key: ClassVar[str | None] = "correct"  # score == 100 * mean(correct)
     order: ClassVar[int] = 90
     heatmap: ClassVar[int | None] = 1
     Options = MMLUOptions
