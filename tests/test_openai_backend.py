@@ -153,8 +153,17 @@ def test_unreachable_endpoint_exit_2(tmp_path, capsys):
 def test_loglikelihood_perspective_is_refused_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "eval", "--model", "openai:m@http://127.0.0.1:9/v1", "-p", "mmlu",
-                           "--out", str(out), "--quiet")
+                           "--protocol", "comptrust", "--out", str(out), "--quiet")
     _assert_one_line_exit_2(code, err, "log-likelihood", "--backend hf or vllm")
+    assert not out.exists()
+
+
+def test_raw_completion_prompt_is_refused_before_anything_is_written(tmp_path, capsys):
+    """The paper protocol's MMLU prompt is raw text (no chat template), which an endpoint cannot take."""
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "eval", "--model", "openai:m@http://127.0.0.1:9/v1", "-p", "mmlu",
+                           "--out", str(out), "--quiet")
+    _assert_one_line_exit_2(code, err, "raw completion prompts", "mmlu_prompt=chat")
     assert not out.exists()
 
 

@@ -179,7 +179,10 @@ def measure_workload(loaded: LoadedSpec) -> Workload:
     data = make_data_source(loaded.data_dir, spec.on_bad_row)
     profile = get_profile(spec.profile)
     requests, notes = {}, []
-    options = resolve_options(list(spec.dimensions), spec.options)
+    from .protocol import resolve as resolve_protocol
+
+    proto = resolve_protocol(spec.protocol, list(spec.dimensions), spec.options)
+    options = resolve_options(list(spec.dimensions), proto.perspective_options)
     for name in spec.dimensions:
         ctx = PerspectiveContext(data=data, profile=profile, seed=spec.seed, limit=spec.limit)
         requests[name] = get_perspective(name, options[name]).requests(ctx)

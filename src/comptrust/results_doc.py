@@ -89,6 +89,7 @@ def _results_doc(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: d
         "efficiency": efficiency,
         "profile": {"name": cfg.profile, "seed": cfg.seed, "limit": cfg.limit, "n_samples": get_profile(cfg.profile).n_samples},
         "options": {k: v for k, v in cfg.options.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        "protocol": getattr(plan, "protocol", None) or {},
         "dimensions": dims,
         "overall": compute_overall({k: v.get("score") for k, v in dims.items()}).model_dump(),
         "provenance": {"data": plan.data.provenance(), "scorers": scorers, "deviations": deviations},

@@ -25,6 +25,7 @@ from .faults import checkpoint
 from .models.chat import ChatFormatter
 from .models.resolve import ResolvedModel, resolve_model
 from .perspectives.base import PerspectiveContext, get_perspective, resolve_options
+from .protocol import resolve as resolve_protocol
 from .profiles import get_profile
 from .results_doc import _read_json, _results_doc, _same_model, _versions, write_results  # noqa: F401  (kept importable from here)
 from .store import Store, request_key
@@ -57,6 +58,8 @@ class EvalConfig:
     request_timeout: float = 120.0
     max_retries: int = 4
     tensor_parallel_size: int = 1  # vllm backend
+    # protocol preset (protocol.py): paper | dt-main | comptrust; --option values override it
+    protocol: str = "paper"
 
     def __post_init__(self) -> None:
         if self.model and self.model.startswith("openai:") and self.backend == "hf":
@@ -87,6 +90,7 @@ class Plan:
     contexts: dict[str, PerspectiveContext]
     data: DataSource
     options: dict[str, Any] = field(default_factory=dict)  # name -> the perspective's typed Options
+    protocol: dict[str, Any] = field(default_factory=dict)  # protocol.Resolved.record(): preset + effective switches
 
     def summary(self) -> list[dict[str, Any]]:
         rows = []
@@ -100,10 +104,16 @@ class Plan:
         return rows
 
 
-def _with_sampling_seed(req: Request, seed: int) -> Request:
-    if req.params.temperature > 0 and req.params.seed != seed:
-        return dataclasses.replace(req, params=dataclasses.replace(req.params, seed=seed))
-    return req
+def _with_sampling_seed(req: Request, seed: int, top_k: int | None = None) -> Request:
+    """The run's sampling seed (and the protocol's top-k, when given) on a t>0 request."""
+    if req.params.temperature <= 0:
+        return req
+    change: dict[str, Any] = {}
+    if req.params.seed != seed:
+        change["seed"] = seed
+    if top_k is not None and req.params.top_k != top_k:
+        change["top_k"] = top_k
+    return dataclasses.replace(req, params=dataclasses.replace(req.params, **change)) if change else req
 
 
 def make_data_source(data_dir: Path | None, on_bad_row: str) -> DataSource:
@@ -133,7 +143,8 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
     if not cfg.perspectives:
         raise ConfigError("no perspectives given; pass --perspectives stereotype (see `comptrust ls`)")
     profile = get_profile(cfg.profile)
-    options = resolve_options(list(cfg.perspectives), cfg.options)  # unknown keys fail here
+    proto = resolve_protocol(cfg.protocol, list(cfg.perspectives), cfg.options)
+    options = resolve_options(list(cfg.perspectives), proto.perspective_options)  # unknown keys fail here
     perspectives = {name: get_perspective(name, options[name]) for name in cfg.perspectives}
     for p in perspectives.values():
         p.check()
@@ -150,13 +161,17 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
         formatter = MessagesFormatter()
     else:
         tokenizer = tokenizer or load_tokenizer(resolved)
-        formatter = ChatFormatter.for_tokenizer(tokenizer, resolved.display_name, cfg.chat_template)
+        formatter = ChatFormatter.for_tokenizer(tokenizer, resolved.display_name, cfg.chat_template,
+                                                rendering=proto.chat_rendering)
     requests: dict[str, list[Request]] = {}
     units: dict[str, list[Unit]] = {}
     contexts: dict[str, PerspectiveContext] = {}
     for name, p in perspectives.items():
         ctx = PerspectiveContext(data=data, profile=profile, seed=cfg.seed, limit=cfg.limit)
-        reqs = [_with_sampling_seed(r, cfg.seed) for r in p.requests(ctx)]
+        reqs = [_with_sampling_seed(r, cfg.seed, proto.sampling_top_k) for r in p.requests(ctx)]
+        if cfg.backend == "openai" and any(r.raw_prompt for r in reqs):
+            raise ConfigError(f"{name} sends raw completion prompts ({cfg.protocol} protocol), which chat endpoints do not take; "
+                              "evaluate it with --backend hf or vllm, or pass --option mmlu_prompt=chat")
         if cfg.backend == "openai" and any(r.choices for r in reqs):
             raise ConfigError(f"{name} asks for log-likelihoods, which chat endpoints do not give; evaluate it with --backend hf or vllm")
         ids = [r.id for r in reqs]
@@ -165,12 +180,12 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
         requests[name], contexts[name] = reqs, ctx
         us = []
         for r in reqs:
-            prompt = formatter.format(r.messages)
+            prompt = formatter.format_raw(r.messages) if r.raw_prompt else formatter.format(r.messages)
             n = 1 if r.choices else r.params.n
             for i in range(n):
                 us.append(Unit(name, r, i, prompt, request_key(resolved.fingerprint, cfg.backend, prompt, r.params, i, r.choices)))
         units[name] = us
-    return Plan(resolved, formatter, requests, units, contexts, data, options)
+    return Plan(resolved, formatter, requests, units, contexts, data, options, proto.record())
 
 
 BACKENDS = ("hf", "vllm", "openai")

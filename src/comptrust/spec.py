@@ -104,6 +104,8 @@ class SweepSpec(_Strict):
     seed: int = 0
     data_dir: str | None = None  # relative paths are relative to the spec file; None = bundled mini set
     options: dict[str, Any] = Field(default_factory=dict)
+    # protocol preset (comptrust/protocol.py); `options` override its switches
+    protocol: Literal["paper", "dt-main", "comptrust"] = "paper"
     batch_size: int = Field(default=16, ge=1)
     on_bad_row: Literal["fail", "skip"] = "fail"
     device: str | None = None  # cpu | cuda; default: cuda when available
@@ -293,7 +295,10 @@ def _check_meaning(spec: SweepSpec, base_dir: Path) -> list[tuple[Loc, str]]:
         from .perspectives.base import resolve_options
 
         try:
-            resolve_options(list(spec.dimensions), spec.options)  # unknown or ill-typed options
+            from .protocol import resolve as resolve_protocol
+
+            raw = resolve_protocol(spec.protocol, list(spec.dimensions), spec.options).perspective_options
+            resolve_options(list(spec.dimensions), raw)  # unknown or ill-typed options
         except ConfigError as e:
             errors.append((("options",), str(e)))
     if spec.profile not in PROFILES:

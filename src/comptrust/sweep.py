@@ -320,6 +320,7 @@ def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=
                         model=model.ref if job.variant_dir is None else str(out / job.variant_dir),
                         perspectives=list(spec.dimensions), out_dir=out / job.out_dir, data_dir=loaded.data_dir,
                         profile=spec.profile, seed=spec.seed, limit=spec.limit, options=dict(spec.options),
+                        protocol=spec.protocol,
                         on_bad_row=spec.on_bad_row, device=spec.device, batch_size=spec.batch_size,
                         chat_template=entry.chat_template, trust_remote_code=model.trust_remote_code,
                     )
@@ -378,11 +379,8 @@ def _report(p: Prepared, doc: dict, ran: list[str], ev: SweepEvents, options) ->
 
 
 def summary_table(cmp, dimensions: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Header + rows for a terminal table: score per dimension, with the delta vs the baseline, its
-    evidence mark (the report's: ≈ within noise, ? too few samples to tell, † no CI, ⊘ refusal-
-    driven, none = outside noise) and the refusal/unparseable rate."""
-    from .report.compare import delta_mark, fmt_refusal
-
+    """Header + rows for a terminal table: score per dimension, with the delta vs the baseline and
+    '~' when its bootstrap CI contains 0 (within the noise)."""
     header = ["model", *dimensions, "overall"]
     rows = []
     for r in cmp.rows:
@@ -394,12 +392,9 @@ def summary_table(cmp, dimensions: list[str]) -> tuple[list[str], list[list[str]
                 cells.append("n/a")
                 continue
             txt = f"{score:.1f}"
-            if r.role != "baseline" and c is not None and c.delta is not None:
-                txt += f" ({c.delta:+.1f}{delta_mark(c)})"
-            elif d is not None and c is not None and c.refusal_driven:
-                txt += " ⊘"
-            if d is not None and c is not None:
-                txt += f" {fmt_refusal(c.refusal_rate)}"
+            if r.role == "variant" and c is not None and c.delta is not None:
+                noise = "~" if c.within_noise else ""
+                txt += f" ({c.delta:+.1f}{noise})"
             cells.append(txt)
         rows.append(cells)
     return header, rows

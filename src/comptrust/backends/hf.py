@@ -28,20 +28,16 @@ def _row_sampler_cls():
         """Samples each row with its own generator and returns one-hot logits, so the (greedy)
         decoding loop picks exactly the sampled token."""
 
-        def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        def __init__(self, seeds: list[int], temperature: float, top_p: float, top_k: int = 0):
             self.gens = [torch.Generator().manual_seed(s % (2**63)) for s in seeds]
             self.temperature = temperature
             self.top_p = top_p
+            self.top_k = top_k
 
         def __call__(self, input_ids, scores):
-            logits = scores.float().cpu() / self.temperature
-            probs = torch.softmax(logits, dim=-1)
-            if self.top_p < 1.0:
-                sp, si = torch.sort(probs, descending=True, dim=-1)
-                keep = (sp.cumsum(-1) - sp) < self.top_p  # always keeps the top token
-                sp = sp * keep
-                probs = torch.zeros_like(probs).scatter(-1, si, sp)
-                probs = probs / probs.sum(-1, keepdim=True)
+            from .sampling import sampling_probs
+
+            probs = sampling_probs(scores, self.temperature, self.top_k, self.top_p)
             chosen = torch.stack([torch.multinomial(probs[i], 1, generator=g)[0] for i, g in enumerate(self.gens)])
             out = torch.full_like(scores, float("-inf"))
             out[torch.arange(scores.shape[0]), chosen.to(scores.device)] = 0.0
@@ -121,7 +117,7 @@ class HFBackend:
         kwargs = {}
         if params.temperature > 0:
             kwargs["logits_processor"] = LogitsProcessorList(
-                [_row_sampler_cls()([b.seed for b in batch], params.temperature, params.top_p)]
+                [_row_sampler_cls()([b.seed for b in batch], params.temperature, params.top_p, params.top_k)]
             )
         if params.stop:
             kwargs["stop_strings"] = list(params.stop)

@@ -112,6 +112,8 @@ class OpenAIBackend:
         }
         if p.temperature > 0:
             body["top_p"] = p.top_p
+            if p.top_k:
+                body["top_k"] = p.top_k  # not in OpenAI's API; vLLM's and TGI's servers take it
             body["seed"] = it.seed % (2**31)  # servers parse seeds as int32/int64
         if p.stop:
             body["stop"] = list(p.stop)

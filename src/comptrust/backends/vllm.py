@@ -6,7 +6,7 @@
   exactly as the HF backend does, so the two backends see the same tokens.
 - Each GenItem is one sample: SamplingParams(n=1, seed=<the row's seed>), so sample i of a
   prompt is reproducible and independent of the batch, like the HF backend (the runner expands
-  a request's n into per-sample keys). temperature, top_p, max_tokens and stop map one to one.
+  a request's n into per-sample keys). temperature, top_p, top_k, max_tokens and stop map one to one.
 - Log-likelihood requests use prompt_logprobs (sum log p(continuation | context)).
 - vLLM pins its own torch and compressed-tensors, so it usually lives in its own environment
   (`pip install 'comptrust[vllm]'` there; docs/scale-out.md).
@@ -151,6 +151,7 @@ class VLLMBackend:
         greedy = params.temperature == 0
         return SamplingParams(
             n=1, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
+            top_k=params.top_k if params.top_k > 0 and not greedy else -1,  # -1: vLLM's "off"
             max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
             seed=None if greedy else seed % (2**63), skip_special_tokens=True,
         )

@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
         on_bad_row: str = typer.Option("fail", "--on-bad-row", help="fail | skip (skipped rows are counted in results.json)"),
         batch_size: int = typer.Option(16, "--batch-size", min=1),
         device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
-        chat_template: Optional[str] = typer.Option(None, "--chat-template", help="tokenizer | llama-2 | vicuna_v1.1 | plain"),
+        chat_template: Optional[str] = typer.Option(None, "--chat-template", help="tokenizer | llama-2 | vicuna_v1.1 | plain | dt-fastchat[:llama-2|vicuna_v1.1|redpajama-incite-instruct] (default: the protocol's rendering)"),
+        protocol: str = typer.Option("paper", "--protocol", help="paper (the authors' runs) | dt-main (DecodingTrust main) | comptrust (this project's fixes); --option overrides single switches (docs/protocols.md)"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="allow code shipped with the checkpoint"),
         allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow pickle checkpoints (.bin/.pt), which can run code when loaded"),
         backend: str = typer.Option("hf", "--backend", help="hf | vllm (pip install 'comptrust[vllm]') | openai (an OpenAI-compatible endpoint)"),
@@ -74,6 +75,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Evaluate a model (dense or a compressed variant) on trust perspectives."""
+        from ..protocol import check_protocol
         from ..runner import EvalConfig
 
         cfg = EvalConfig(
@@ -82,6 +84,6 @@ def register(app: typer.Typer) -> None:
             on_bad_row=on_bad_row, device=device, batch_size=batch_size, chat_template=chat_template,
             trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, backend=backend, base_url=base_url, api_model=api_model,
             api_key_env=api_key_env, concurrency=concurrency, request_timeout=request_timeout, max_retries=max_retries,
-            tensor_parallel_size=tensor_parallel_size,
+            tensor_parallel_size=tensor_parallel_size, protocol=check_protocol(protocol),
         )
         run_and_report(cfg, quiet=quiet)
