@@ -30,20 +30,17 @@ SCHEMA_VERSION = "1.0"
 SUPPORTED_SCHEMA_VERSIONS = ("1.0",)
 COMPARISON_SCHEMA_VERSION = "1.0"
 
-
-def __getattr__(name: str) -> Any:
-    """TRUST_DIMENSIONS, BENIGN_DIMENSIONS and DIMENSION_TITLES come from the one dimension
-    catalogue (perspectives/registry.py, built from the installed perspectives); they stay
-    importable from here for readers of results."""
-    from .perspectives import registry
-
-    if name == "TRUST_DIMENSIONS":
-        return registry.trust_dimensions()
-    if name == "BENIGN_DIMENSIONS":
-        return registry.benign_dimensions()
-    if name == "DIMENSION_TITLES":
-        return {d.name: d.short_title for d in registry.catalogue()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Kept here (not imported from perspectives) so reading results never imports perspective code.
+TRUST_DIMENSIONS = [
+    "toxicity", "stereotype", "advglue", "ood", "adv_demonstration", "privacy",
+    "machine_ethics", "fairness",
+]
+BENIGN_DIMENSIONS = ["mmlu"]
+DIMENSION_TITLES = {
+    "toxicity": "Toxicity", "stereotype": "Stereotype", "advglue": "AdvGLUE++", "ood": "OOD",
+    "adv_demonstration": "AdvDemo", "privacy": "Privacy", "machine_ethics": "Ethics",
+    "fairness": "Fairness", "mmlu": "MMLU",
+}
 
 
 class _Strict(BaseModel):
@@ -115,7 +112,7 @@ class DimensionScore(_Strict):
 
     @classmethod
     def from_result(cls, r: DimensionResult, title: str = "") -> "DimensionScore":
-        return cls(dimension=r.dimension, title=title or _title(r.dimension),
+        return cls(dimension=r.dimension, title=title or DIMENSION_TITLES.get(r.dimension, r.dimension),
                    score=r.score, refusal_rate=r.refusal_rate, subscores=dict(r.subscores),
                    counts=dict(r.counts), notes=list(r.notes), extra=dict(r.extra))
 
@@ -123,10 +120,10 @@ class DimensionScore(_Strict):
 class Overall(_Strict):
     """Cross-dimension means (DecodingTrust itself defines none; see docs/report.md)."""
 
-    trust_mean: float | None = Field(None, description="mean of the trust dimensions (the catalogue's: DecodingTrust's 8 plus any installed trust plugin); None unless all have a score")
+    trust_mean: float | None = Field(None, description="mean of the 8 trust dimensions; None unless all 8 have a score")
     trust_mean_present: float | None = Field(None, description="mean of the trust dimensions that have a score")
     dimensions_used: list[str] = Field(default_factory=list, description="the dimensions in trust_mean_present")
-    paper_mean_with_mmlu: float | None = Field(None, description="mean of the trust dimensions + MMLU (the Decoding Compressed Trust project page's 'Overall'); None unless all of them are present")
+    paper_mean_with_mmlu: float | None = Field(None, description="mean of the 8 trust dimensions + MMLU (the Decoding Compressed Trust project page's 'Overall'); None unless all 9 are present")
 
 
 class DataProvenance(_Strict):
@@ -191,12 +188,6 @@ class SampleRecord(_Strict):
                            refusal=self.refusal, parsed=self.parsed, meta=dict(self.meta))
 
 
-def _title(d: str) -> str:
-    from .perspectives.registry import dimension_title
-
-    return dimension_title(d)
-
-
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
@@ -209,13 +200,10 @@ def compute_overall(dimensions: typing.Mapping[str, DimensionScore | DimensionRe
             return None if v is None else float(v)
         return v.score
 
-    from .perspectives.registry import trust_dimensions
-
-    names = trust_dimensions()
-    trust = {d: score_of(dimensions[d]) for d in names if d in dimensions}
-    present = [d for d in names if trust.get(d) is not None]
+    trust = {d: score_of(dimensions[d]) for d in TRUST_DIMENSIONS if d in dimensions}
+    present = [d for d in TRUST_DIMENSIONS if trust.get(d) is not None]
     vals = [trust[d] for d in present]
-    all8 = len(present) == len(names)
+    all8 = len(present) == len(TRUST_DIMENSIONS)
     mmlu = score_of(dimensions["mmlu"]) if "mmlu" in dimensions else None
     return Overall(
         trust_mean=_mean(vals) if all8 else None,  # type: ignore[arg-type]
@@ -254,12 +242,18 @@ class DeltaCell(_Strict):
     """One (run, dimension) cell of the summary table."""
 
     score: float | None = None
-    refusal_rate: float | None = None
+    refusal_rate: float | None = Field(None, description="0-1: the run's refusal / unparseable rate on this dimension")
+    baseline_refusal_rate: float | None = Field(None, description="0-1: the baseline's refusal / unparseable rate")
+    refusal_driven: bool = Field(False, description="refusal_rate or baseline_refusal_rate above the report's refusal rule (0.5): the score measures refusals, and no gain or loss is claimed")
     baseline_score: float | None = None
-    delta: float | None = Field(None, description="score - baseline score (the stored aggregates)")
+    delta: float | None = Field(None, description="the displayed delta: aggregate(variant) - aggregate(baseline) on the paired requests (the quantity the CI is for); score - baseline score when the samples are absent")
     delta_paired: float | None = Field(None, description="aggregate(variant) - aggregate(baseline) on the paired requests only")
     ci_low: float | None = None
     ci_high: float | None = None
+    ci_status: Literal["ci", "too_few", "none"] = Field("none", description="ci: an interval exists; too_few: too few paired requests or no estimable variance, no noise claim; none: nothing to compare")
+    se: float | None = Field(None, description="standard error of delta")
+    df: int | None = Field(None, description="degrees of freedom of the t quantile")
+    n_strata: int = Field(0, description="resampling strata (groups of >= 5 paired requests; smaller groups pooled)")
     within_noise: bool | None = Field(None, description="ci_low <= 0 <= ci_high; None when no CI could be computed")
     n_paired: int = 0
     n_unpaired_baseline: int = 0
@@ -277,7 +271,7 @@ class ReportRow(_Strict):
     cells: dict[str, DeltaCell] = Field(default_factory=dict)
     overall: Overall = Field(default_factory=Overall)
     overall_score: float | None = Field(None, description="the 'Overall' column: trust_mean, else trust_mean_present")
-    overall_complete: bool = Field(False, description="True when overall_score is the mean of all the trust dimensions")
+    overall_complete: bool = Field(False, description="True when overall_score is the mean of all 8 trust dimensions")
     overall_delta: DeltaCell | None = Field(None, description="delta of the mean over the trust dimensions scored in both runs, with a CI from the per-dimension bootstraps")
 
 
@@ -318,14 +312,22 @@ class DimensionLoss(_Strict):
     dimension: str
     delta: float
     within_noise: bool | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n_paired: int = 0
+    ci_status: str = "none"
+    refusal_rate: float | None = Field(None, description="the larger of the variant's and the baseline's refusal rate")
 
 
 class VariantVerdict(_Strict):
     run_id: str
     label: str
-    keeps_all: bool = Field(description="every compared dimension within the threshold of the baseline (losses only)")
-    losses: list[DimensionLoss] = Field(default_factory=list)
-    gains: list[DimensionLoss] = Field(default_factory=list)
+    keeps_all: bool = Field(description="shown to keep every compared dimension: each has a CI whose lower bound is >= -threshold and none is refusal-driven")
+    no_detected_loss: bool = Field(False, description="every compared dimension has a CI and none is a loss outside the noise, but some CI reaches below -threshold")
+    losses: list[DimensionLoss] = Field(default_factory=list, description="delta < -threshold, CI excludes 0, not refusal-driven")
+    gains: list[DimensionLoss] = Field(default_factory=list, description="delta > threshold, CI excludes 0, not refusal-driven")
+    inconclusive: list[DimensionLoss] = Field(default_factory=list, description="|delta| > threshold but the CI contains 0 or there is none")
+    refusal_driven: list[DimensionLoss] = Field(default_factory=list, description="cells whose score measures refusals (not cited as gain or loss)")
     missing: list[str] = Field(default_factory=list, description="dimensions the baseline has and this run lacks")
 
 
@@ -355,7 +357,10 @@ class StatsSettings(_Strict):
     seed: int
     ci_level: float
     threshold: float
-    method: str = "paired percentile bootstrap, requests resampled with replacement within each group"
+    method: str = "paired cluster bootstrap-t (see docs/report.md)"
+    min_paired: int = Field(10, description="fewer paired requests: no CI ('too few samples to tell')")
+    min_stratum: int = Field(5, description="groups with fewer paired requests are pooled for the resampling")
+    refusal_rule: float = Field(0.5, description="a cell whose refusal rate (variant or baseline) is above this is refusal-driven")
 
 
 class ComparisonResults(_Strict):
@@ -447,8 +452,7 @@ def render_schema_markdown() -> str:
         "RUN_DIR/samples/<dimension>.jsonl  one SampleRecord per line (one per request)",
         "```",
         "",
-        f"Trust dimensions: {', '.join('`' + d + '`' for d in __getattr__('TRUST_DIMENSIONS'))}. "
-        f"Benign: {', '.join('`' + d + '`' for d in __getattr__('BENIGN_DIMENSIONS'))}.",
+        f"Trust dimensions: {', '.join('`' + d + '`' for d in TRUST_DIMENSIONS)}. Benign: `mmlu`.",
         "",
     ]
     parts += [_model_table(m) for m in RUN_MODELS]

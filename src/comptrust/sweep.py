@@ -379,8 +379,11 @@ def _report(p: Prepared, doc: dict, ran: list[str], ev: SweepEvents, options) ->
 
 
 def summary_table(cmp, dimensions: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Header + rows for a terminal table: score per dimension, with the delta vs the baseline and
-    '~' when its bootstrap CI contains 0 (within the noise)."""
+    """Header + rows for a terminal table: score per dimension, with the delta vs the baseline, its
+    evidence mark (the report's: ≈ within noise, ? too few samples to tell, † no CI, ⊘ refusal-
+    driven, none = outside noise) and the refusal/unparseable rate."""
+    from .report.compare import delta_mark, fmt_refusal
+
     header = ["model", *dimensions, "overall"]
     rows = []
     for r in cmp.rows:
@@ -392,9 +395,12 @@ def summary_table(cmp, dimensions: list[str]) -> tuple[list[str], list[list[str]
                 cells.append("n/a")
                 continue
             txt = f"{score:.1f}"
-            if r.role == "variant" and c is not None and c.delta is not None:
-                noise = "~" if c.within_noise else ""
-                txt += f" ({c.delta:+.1f}{noise})"
+            if r.role != "baseline" and c is not None and c.delta is not None:
+                txt += f" ({c.delta:+.1f}{delta_mark(c)})"
+            elif d is not None and c is not None and c.refusal_driven:
+                txt += " ⊘"
+            if d is not None and c is not None:
+                txt += f" {fmt_refusal(c.refusal_rate)}"
             cells.append(txt)
         rows.append(cells)
     return header, rows
