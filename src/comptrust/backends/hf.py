@@ -1,4 +1,10 @@
-"""HF transformers backend: batched generation with left padding and length-sorted batches.
+"""HF transformers backend.
+
+engine="reuse" (default where the model supports it, see engine.supports_engine): our own
+prefill + decode loop over the model's forward, which prefills each prompt once for all its samples
+and shares the KV cache of common token prefixes (backends/engine.py).
+engine="generate": transformers' generate on length-sorted, left-padded batches (the path before
+the engine; kept for models the engine does not support and as the benchmark's baseline):
 
 - greedy (t=0) or sampling (t>0) with a per-row seed: a logits processor draws each row's token
   from its own torch.Generator, so sample i of a prompt is the same whatever batch it lands in
@@ -63,6 +69,7 @@ class HFBackend:
         dtype: str | None = None,
         batch_size: int = 16,
         max_batch_tokens: int = 16384,
+        engine: str = "reuse",
     ):
         self.resolved = resolved
         self.device = device or default_device()
@@ -80,6 +87,11 @@ class HFBackend:
         self.eos_ids = sorted(eos_ids)
         self.gen_seconds = 0.0
         self.gen_tokens = 0
+        if engine not in ("reuse", "generate"):
+            raise ValueError(f"unknown engine {engine!r}; use reuse | generate")
+        from .engine import supports_engine
+
+        self.engine = engine if engine == "generate" or supports_engine(self.model) else "generate"
 
     # -- helpers -------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -142,6 +154,9 @@ class HFBackend:
 
     # -- protocol ------------------------------------------------------------------------
     def generate(self, items: list[GenItem]) -> Iterator[list[GenOut]]:
+        if self.engine == "reuse":
+            yield from self._generate_engine(items)
+            return
         by_params: dict[GenParams, list[GenItem]] = defaultdict(list)
         for it in items:
             by_params[it.params].append(it)
@@ -149,6 +164,25 @@ class HFBackend:
             lengths = [self.count_tokens(it.prompt) for it in group]
             for idx in self._batches(group, lengths):
                 yield self._generate_resilient([group[i] for i in idx])
+
+    def _generate_engine(self, items: list[GenItem]) -> Iterator[list[GenOut]]:
+        from .engine import Engine
+
+        eng = Engine(self.model, self.tokenizer, self.eos_ids, device=self.device, max_rows=max(1, self.batch_size))
+        it = eng.generate(items)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                res = next(it)
+            except StopIteration:
+                return
+            except (RuntimeError, MemoryError) as e:
+                if not _is_oom(e) and not isinstance(e, MemoryError):
+                    raise
+                raise BackendError("out of memory in the generation engine; lower --batch-size or max_new_tokens") from None
+            self.gen_seconds += time.perf_counter() - t0
+            self.gen_tokens += sum(r.n_tokens for r in res)
+            yield res
 
     def _generate_resilient(self, batch: list[GenItem]) -> list[GenOut]:
         try:

@@ -1,0 +1,426 @@
+"""The generation engine behind the HF backend: each token's work is done once.
+
+- **Prefill once per prompt**: the n samples of a prompt share one prefill; its KV rows are copied
+  to every sample, and each sample then draws from its own seeded torch.Generator, so a sample's
+  text depends only on (prompt, params, seed), never on its batch or on the other samples present.
+- **Shared-prefix reuse**: unique prompts are sorted by their token ids, and a small dynamic
+  programme cuts the sorted list into groups that share a token prefix (system prompt, task text,
+  few-shot demonstrations); a group's prefix is prefilled once (batch 1) and broadcast into the
+  KV rows of every member, then the members' suffixes are prefilled together.
+- **No waste in the loop**: KV lives in preallocated buffers (no per-step torch.cat over the whole
+  cache), attention sees grouped-query heads without repeat_kv copies, only the last position's
+  logits are computed, finished rows are dropped from the batch, and stop strings are checked on a
+  short token tail.
+
+The model's own forward does all the arithmetic: we only hand it position ids, a 4-D boolean mask
+(prefix + left-padded suffix + generated tokens) and a cache whose layers write into the buffers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from ..types import GenParams
+from .base import GenItem, GenOut
+
+ATTN_NAME = "comptrust_gqa"
+GROUP_OVERHEAD_TOKENS = 8  # a forward pass's fixed cost, in prompt-token equivalents, for grouping
+
+
+# -- grouping (pure) -----------------------------------------------------------------------------
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass(frozen=True)
+class PrefillGroup:
+    members: tuple[int, ...]  # indices into the unique-prompt list (sorted order)
+    prefix_len: int  # tokens prefilled once for all members (0: no shared pass)
+
+
+def plan_groups(prompts: Sequence[Sequence[int]], n_rows: Sequence[int], *, max_rows: int,
+                max_prefill_tokens: int, row_cost: Sequence[int] | None = None,
+                max_row_cost: int | None = None) -> list[PrefillGroup]:
+    """Cut the unique prompts into prefix-sharing groups with the least prefill work.
+
+    prompts: token ids of the unique prompts; n_rows: samples (decode rows) each needs. Sorted
+    lexicographically, prompts that share a prefix are neighbours, so a group is a run of
+    neighbours; the cost of a group is its prefix once + every member's suffix padded to the
+    longest + a fixed per-pass overhead. A group of several members needs a prefix of at least one
+    token (a left-padded row with nothing to attend to would make NaNs) and leaves every member at
+    least one suffix token (that is where its first logits come from).
+    Constraints: rows <= max_rows, members x padded suffix <= max_prefill_tokens (single prompts
+    are exempt), sum(row_cost) <= max_row_cost (KV memory).
+    """
+    order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
+    toks = [prompts[i] for i in order]
+    rows = [n_rows[i] for i in order]
+    rc = [row_cost[i] for i in order] if row_cost is not None else [0] * len(order)
+    adj = [0] + [_lcp(toks[k - 1], toks[k]) for k in range(1, len(toks))]
+    inf = float("inf")
+    best = [0.0] + [inf] * len(toks)
+    cut: list[tuple[int, int]] = [(0, 0)] * (len(toks) + 1)
+    for j in range(len(toks)):
+        lcp, maxlen, minlen, nrows, cost_rows = len(toks[j]), 0, 1 << 60, 0, 0
+        for i in range(j, -1, -1):
+            if i < j:
+                lcp = min(lcp, adj[i + 1])
+            maxlen, minlen = max(maxlen, len(toks[i])), min(minlen, len(toks[i]))
+            nrows += rows[i]
+            cost_rows += rc[i]
+            u = j - i + 1
+            if u > 1 and (nrows > max_rows or (max_row_cost is not None and cost_rows > max_row_cost)):
+                break
+            p = 0 if u == 1 else min(lcp, minlen - 1)
+            if u > 1 and p < 1:
+                break  # lcp only shrinks further back
+            s = maxlen - p
+            if u > 1 and u * s > max_prefill_tokens:
+                break
+            c = best[i] + p + u * s + GROUP_OVERHEAD_TOKENS
+            if c < best[j + 1]:
+                best[j + 1], cut[j + 1] = c, (i, p)
+    groups: list[PrefillGroup] = []
+    j = len(toks)
+    while j > 0:
+        i, p = cut[j]
+        groups.append(PrefillGroup(tuple(order[i:j]), p))
+        j = i
+    groups.reverse()
+    return groups
+
+
+# -- model plumbing ------------------------------------------------------------------------------
+def _gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """sdpa with grouped-query heads folded into the query length (no repeat_kv copy of the cache).
+
+    query [B, H, q, d], key/value [B, Hkv, k, d], mask [B|1, 1, q, k] bool (True = attend)."""
+    import torch
+
+    b, h, q, d = query.shape
+    hkv = key.shape[1]
+    rep = h // hkv
+    if rep > 1:
+        query = query.reshape(b, hkv, rep * q, d)  # heads are grouped contiguously by kv head
+        if attention_mask is not None and q > 1:
+            m = attention_mask
+            attention_mask = m.unsqueeze(2).expand(m.shape[0], 1, rep, q, m.shape[-1]).reshape(m.shape[0], 1, rep * q, m.shape[-1])
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling)
+    out = out.reshape(b, h, q, d).transpose(1, 2).contiguous()
+    return out, None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTN_NAME, _gqa_attention)
+    AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
+
+
+@contextlib.contextmanager
+def _engine_attention(model):
+    cfgs = {id(c): c for c in (model.config, getattr(model.config, "text_config", None)) if c is not None}
+    saved = {k: c._attn_implementation for k, c in cfgs.items()}
+    for c in cfgs.values():
+        c._attn_implementation = ATTN_NAME
+    try:
+        yield
+    finally:
+        for k, c in cfgs.items():
+            c._attn_implementation = saved[k]
+
+
+def supports_engine(model) -> bool:
+    """Plain causal decoders with full attention in every layer (Llama, Mistral without sliding
+    window, Qwen2, ...); anything else uses transformers' generate."""
+    cfg = model.config
+    if getattr(cfg, "is_encoder_decoder", False) or getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True):
+        return False
+    if any(t != "full_attention" for t in (getattr(cfg, "layer_types", None) or [])):
+        return False
+    return all(hasattr(cfg, a) for a in ("num_hidden_layers", "num_attention_heads", "hidden_size"))
+
+
+def _kv_shape(model) -> tuple[int, int, int]:
+    cfg = model.config
+    heads = cfg.num_attention_heads
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    return cfg.num_hidden_layers, kv, hd
+
+
+def _buffer_cache(kbufs, vbufs):
+    """A transformers Cache whose layers write into (views of) our preallocated buffers."""
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    class BufferLayer(DynamicLayer):
+        def __init__(self, k, v):
+            super().__init__()
+            self.kbuf, self.vbuf = k, v
+            self.n = 0
+            self.rows = None  # row indices this forward writes; None = every row of the view
+            self.dtype, self.device = k.dtype, k.device
+            self.keys, self.values = k[:, :, :0], v[:, :, :0]
+            self.is_initialized = True
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            a, b = self.n, self.n + key_states.shape[-2]
+            self.n = b
+            if self.rows is not None:
+                self.kbuf[self.rows, :, a:b] = key_states
+                self.vbuf[self.rows, :, a:b] = value_states
+                return self.kbuf[self.rows, :, :b], self.vbuf[self.rows, :, :b]
+            self.kbuf[:, :, a:b] = key_states  # a batch-1 prefix broadcasts over the group's rows
+            self.vbuf[:, :, a:b] = value_states
+            r = key_states.shape[0]
+            return self.kbuf[:r, :, :b], self.vbuf[:r, :, :b]
+
+        def get_seq_length(self) -> int:
+            return self.n
+
+    return Cache(layers=[BufferLayer(k, v) for k, v in zip(kbufs, vbufs)])
+
+
+# -- the engine ----------------------------------------------------------------------------------
+@dataclass
+class _Row:
+    item: GenItem
+    prompt_len: int
+    gen: object | None  # torch.Generator for t>0 rows
+    toks: list[int]
+    done: bool = False
+
+    @property
+    def params(self) -> GenParams:
+        return self.item.params
+
+
+class Engine:
+    """Answers GenItems of any mix of parameters: rows carry their own temperature, top_p,
+    max_new_tokens and stop strings, so requests of different dimensions share prefill passes and
+    decode batches."""
+
+    def __init__(self, model, tokenizer, eos_ids: Sequence[int], *, device: str, max_rows: int = 64,
+                 max_kv_bytes: int = 2 << 30, max_prefill_tokens: int = 8192):
+        import torch
+
+        _register_attention()
+        self.model, self.tok, self.device = model, tokenizer, device
+        self.eos = set(eos_ids)
+        self.max_rows = max_rows
+        self.max_prefill_tokens = max_prefill_tokens
+        self.layers, self.kv_heads, self.head_dim = _kv_shape(model)
+        self.dtype = next(model.parameters()).dtype
+        elem = torch.finfo(self.dtype).bits // 8
+        self.bytes_per_token_row = 2 * self.layers * self.kv_heads * self.head_dim * elem
+        self.max_kv_tokens = max(1, max_kv_bytes // self.bytes_per_token_row)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # counters for benchmarks and tests: tokens actually run through the model
+        self.prefill_tokens_run = 0
+        self.decode_tokens_run = 0
+
+    def generate(self, items: list[GenItem]) -> Iterator[list[GenOut]]:
+        """Yields the answers decode batch by decode batch (the caller commits each)."""
+        uniq: dict[str, list[GenItem]] = {}
+        for it in items:
+            uniq.setdefault(it.prompt, []).append(it)
+        texts = list(uniq)
+        if not texts:
+            return
+        ids = self.tok(texts, add_special_tokens=False)["input_ids"]
+        samples = [uniq[t] for t in texts]
+        new_cap = [max(it.params.max_new_tokens for it in s) for s in samples]
+        groups = plan_groups(ids, [len(s) for s in samples], max_rows=self.max_rows,
+                             max_prefill_tokens=self.max_prefill_tokens,
+                             row_cost=[len(s) * (len(p) + c) for s, p, c in zip(samples, ids, new_cap)],
+                             max_row_cost=self.max_kv_tokens)
+        # decode batches: consecutive groups up to max_rows rows and the KV budget
+        batch: list[PrefillGroup] = []
+        rows = longest = most_new = 0
+        for g in groups:
+            g_rows = sum(len(samples[m]) for m in g.members)
+            n_long = max(longest, max(len(ids[m]) for m in g.members))
+            n_new = max(most_new, max(new_cap[m] for m in g.members))
+            if batch and (rows + g_rows > self.max_rows or (rows + g_rows) * (n_long + n_new) > self.max_kv_tokens):
+                yield self._run_batch(batch, ids, samples)
+                batch, rows = [], 0
+                n_long = max(len(ids[m]) for m in g.members)
+                n_new = max(new_cap[m] for m in g.members)
+            batch.append(g)
+            rows += g_rows
+            longest, most_new = n_long, n_new
+        if batch:
+            yield self._run_batch(batch, ids, samples)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _run_batch(self, groups: list[PrefillGroup], ids, samples) -> list[GenOut]:
+        import torch
+
+        dev = self.device
+        longest = max(len(ids[m]) for g in groups for m in g.members)
+        most_new = max(it.params.max_new_tokens for g in groups for m in g.members for it in samples[m])
+        cap = longest + most_new
+        n_rows = sum(len(samples[m]) for g in groups for m in g.members)
+        shape = (n_rows, self.kv_heads, cap, self.head_dim)
+        kb = [torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(self.layers)]
+        vb = [torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(self.layers)]
+        valid = torch.zeros((n_rows, cap), dtype=torch.bool, device=dev)
+        rows: list[_Row] = []
+        first_logits = []
+        with torch.inference_mode(), _engine_attention(self.model):
+            r0 = 0
+            for g in groups:
+                first_logits.append(self._prefill_group(g, ids, samples, kb, vb, valid, r0, longest, rows))
+                r0 = len(rows)
+            self._decode(rows, kb, vb, valid, torch.cat(first_logits), longest, most_new)
+        outs = []
+        for r in rows:
+            toks = r.toks
+            n = len(toks)
+            for j, t in enumerate(toks):
+                if t in self.eos:
+                    n = j
+                    break
+            text = self.tok.decode(toks[:n], skip_special_tokens=True)
+            for s in r.params.stop:
+                cut = text.find(s)
+                if cut >= 0:
+                    text = text[:cut]
+            outs.append(GenOut(r.item.key, text, n))
+        return outs
+
+    def _prefill_group(self, g: PrefillGroup, ids, samples, kb, vb, valid, r0: int, longest: int,
+                       rows: list[_Row]):
+        import torch
+
+        dev = self.device
+        members = g.members
+        p = g.prefix_len
+        s = max(len(ids[m]) for m in members) - p
+        c0 = longest - p - s
+        n_g = sum(len(samples[m]) for m in members)
+        r1 = r0 + n_g
+        cache = _buffer_cache([k[r0:r1, :, c0:] for k in kb], [v[r0:r1, :, c0:] for v in vb])
+        if p:
+            pre = torch.tensor([ids[members[0]][:p]], device=dev)
+            mask = torch.ones((p, p), dtype=torch.bool, device=dev).tril()[None, None]
+            self.model(input_ids=pre, position_ids=torch.arange(p, device=dev)[None], attention_mask=mask,
+                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+            self.prefill_tokens_run += p
+        # the members' suffixes, left-padded to s, written to each member's lead row
+        leads, r = [], 0
+        sfx = torch.full((len(members), s), self.pad_id, dtype=torch.long, device=dev)
+        pos = torch.zeros((len(members), s), dtype=torch.long, device=dev)
+        col_ok = torch.ones((len(members), p + s), dtype=torch.bool, device=dev)
+        for u, m in enumerate(members):
+            t = ids[m][p:]
+            sfx[u, s - len(t):] = torch.tensor(t, dtype=torch.long)
+            pos[u, s - len(t):] = torch.arange(p, p + len(t))
+            col_ok[u, p:p + s - len(t)] = False
+            leads.append(r)
+            valid[r0 + r:r0 + r + len(samples[m]), c0:c0 + p] = True
+            valid[r0 + r:r0 + r + len(samples[m]), longest - len(t):longest] = True
+            r += len(samples[m])
+        need_rows = n_g != len(members)
+        if need_rows:
+            lead_idx = torch.tensor(leads, device=dev)
+            for layer in cache.layers:
+                layer.rows = lead_idx
+        causal = torch.arange(p + s, device=dev)[None, :] <= torch.arange(p, p + s, device=dev)[:, None]
+        mask = col_ok[:, None, None, :] & causal[None, None]
+        out = self.model(input_ids=sfx, position_ids=pos, attention_mask=mask, past_key_values=cache,
+                         use_cache=True, logits_to_keep=1)
+        self.prefill_tokens_run += len(members) * s
+        logits = out.logits[:, -1].float()
+        if need_rows:  # copy each prompt's KV from its lead row to its other samples
+            counts = [len(samples[m]) for m in members]
+            for u, k in enumerate(counts):
+                if k > 1:
+                    a = r0 + leads[u]
+                    for buf in (*kb, *vb):
+                        buf[a + 1:a + k, :, c0:longest] = buf[a:a + 1, :, c0:longest]
+            logits = torch.repeat_interleave(logits, torch.tensor(counts, device=logits.device), dim=0)
+        for m in members:
+            for it in samples[m]:
+                gen = torch.Generator().manual_seed(it.seed % (2**63)) if it.params.temperature > 0 else None
+                rows.append(_Row(it, len(ids[m]), gen, []))
+        return logits
+
+    @staticmethod
+    def _choose(logits, rows: list[_Row]) -> list[int]:
+        """Each row's next token: argmax when greedy, else a draw from the row's own generator
+        (softmax(logits / t), nucleus-truncated at top_p: the sampler transformers' path used)."""
+        import torch
+
+        chosen = logits.argmax(-1).tolist()
+        by_kind: dict[tuple[float, float], list[int]] = {}
+        for i, r in enumerate(rows):
+            if r.params.temperature > 0 and not r.done:
+                by_kind.setdefault((r.params.temperature, r.params.top_p), []).append(i)
+        for (temp, top_p), idx in by_kind.items():
+            sel = logits[idx] if len(idx) < len(rows) else logits
+            probs = torch.softmax(sel.float().cpu() / temp, dim=-1)
+            if top_p < 1.0:
+                sp, si = torch.sort(probs, descending=True, dim=-1)
+                keep = (sp.cumsum(-1) - sp) < top_p  # always keeps the top token
+                probs = torch.zeros_like(probs).scatter(-1, si, sp * keep)
+                probs = probs / probs.sum(-1, keepdim=True)
+            for k, i in enumerate(idx):
+                chosen[i] = int(torch.multinomial(probs[k], 1, generator=rows[i].gen)[0])
+        return chosen
+
+    def _finished(self, r: _Row) -> bool:
+        if r.toks[-1] in self.eos or len(r.toks) >= r.params.max_new_tokens:
+            return True
+        stops = r.params.stop
+        if stops:
+            tail = self.tok.decode(r.toks[-(max(len(s) for s in stops) + 4):])
+            return any(s in tail for s in stops)
+        return False
+
+    def _decode(self, rows: list[_Row], kb, vb, valid, logits, longest: int, most_new: int) -> None:
+        import torch
+
+        dev = self.device
+        active = list(range(len(rows)))  # indices into rows, aligned with the buffers' rows
+        pos = torch.tensor([r.prompt_len for r in rows], dtype=torch.long, device=dev)
+        cache = _buffer_cache(kb, vb)
+        for layer in cache.layers:
+            layer.n = longest
+        for step in range(most_new):
+            live = [rows[a] for a in active]
+            chosen = self._choose(logits, live)
+            keep = []
+            for k, (r, t) in enumerate(zip(live, chosen)):
+                if r.done:  # finished, not yet compacted out: its row still runs, its token is ignored
+                    continue
+                r.toks.append(t)
+                if self._finished(r):
+                    r.done = True
+                else:
+                    keep.append(k)
+            if not keep:
+                return
+            if len(keep) <= 0.75 * len(active):  # drop finished rows from the batch
+                idx = torch.tensor(keep, device=dev)
+                for layer in cache.layers:
+                    layer.kbuf = layer.kbuf.index_select(0, idx)
+                    layer.vbuf = layer.vbuf.index_select(0, idx)
+                valid, pos = valid.index_select(0, idx), pos.index_select(0, idx)
+                active = [active[k] for k in keep]
+                chosen = [chosen[k] for k in keep]
+            col = longest + step
+            valid[:, col] = True
+            ids = torch.tensor(chosen, dtype=torch.long, device=dev)[:, None]
+            out = self.model(input_ids=ids, position_ids=pos[:, None], attention_mask=valid[:, None, None, :col + 1],
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            self.decode_tokens_run += len(active)
+            pos = pos + 1
+            logits = out.logits[:, -1].float()

@@ -1,0 +1,140 @@
+"""The generation engine (prefill once per prompt, shared-prefix KV reuse) on a tiny random Llama:
+it must answer exactly what transformers' generate answers one prompt at a time, and a sample must
+not depend on which other requests share its batch or its prefix."""
+
+import pytest
+
+from comptrust.backends.base import GenItem
+from comptrust.backends.engine import plan_groups
+from comptrust.models.resolve import resolve_model
+from comptrust.types import GenParams, Message
+
+SYSTEM = "You are a helpful assistant. Please answer the following question with a short answer."
+USER = [
+    "I agree.", "the quick brown fox", "Here is my statement: people are good.", "0 1 2 3",
+    "positive negative maybe wrong not wrong. The answer is yes or no.", "high low income $50k",
+    "Here is my statement: people are bad.", "the quick brown dog",
+]
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model):
+    from comptrust.backends.hf import HFBackend
+
+    b = HFBackend(resolve_model(str(tiny_model)), batch_size=8)
+    assert b.engine == "reuse"  # the tiny Llama is a model the engine supports
+    return b
+
+
+@pytest.fixture(scope="module")
+def prompts(backend):
+    from comptrust.models.chat import ChatFormatter
+
+    fmt = ChatFormatter.for_tokenizer(backend.tokenizer, "tiny")
+    shared = [fmt.format((Message("system", SYSTEM), Message("user", u))) for u in USER]
+    return shared + USER[:3]  # chat prompts share a long prefix; raw ones share nothing
+
+
+def _run(backend, items, engine="reuse", rows=8):
+    backend.engine, backend.batch_size = engine, rows
+    try:
+        return {o.key: (o.text, o.n_tokens) for batch in backend.generate(items) for o in batch}
+    finally:
+        backend.engine = "reuse"
+
+
+def _items(prompts, params, n=1, seed0=1000):
+    return [GenItem(f"p{i}-s{j}", p, params, j, seed0 + 97 * i + j) for i, p in enumerate(prompts) for j in range(n)]
+
+
+def test_plan_groups_share_prefixes_and_keep_limits():
+    a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    b = [1, 2, 3, 4, 5, 6, 7, 8, 9, 20, 21]
+    c = [1, 2, 3, 4, 5, 6, 7, 8, 9, 30]
+    d = [50, 51, 52]
+    groups = plan_groups([d, a, b, c], [1, 3, 1, 1], max_rows=64, max_prefill_tokens=1000)
+    by_member = {m: g for g in groups for m in g.members}
+    assert by_member[1] is by_member[2] is by_member[3] and by_member[1].prefix_len == 9
+    assert by_member[0].members == (0,) and by_member[0].prefix_len == 0
+    assert sorted(m for g in groups for m in g.members) == [0, 1, 2, 3]
+    # the rows limit splits a group; every multi-member group keeps >= 1 prefix and 1 suffix token
+    small = plan_groups([a, b, c], [3, 3, 3], max_rows=6, max_prefill_tokens=1000)
+    assert all(sum([3] * len(g.members)) <= 6 for g in small) and len(small) == 2
+    same_but_one = plan_groups([[1, 2, 3], [1, 2, 3, 4]], [1, 1], max_rows=8, max_prefill_tokens=100)
+    assert [g.prefix_len for g in same_but_one] == [2]  # the shorter prompt keeps one suffix token
+
+
+def test_greedy_with_reuse_equals_generate_one_at_a_time(backend, prompts):
+    params = GenParams(max_new_tokens=12)
+    items = _items(prompts, params)
+    ref = _run(backend, items, engine="generate", rows=1)
+    for rows in (8, 3, 1):
+        got = _run(backend, items, rows=rows)
+        assert {k: v[0] for k, v in got.items()} == {k: v[0] for k, v in ref.items()}, rows
+    assert len({v[0] for v in ref.values()}) > 1
+
+
+def test_samples_independent_of_batch_composition_with_reuse(backend, prompts):
+    params = GenParams(max_new_tokens=10, temperature=1.0, seed=3)
+    items = _items(prompts, params, n=3)
+    together = _run(backend, items, rows=16)
+    # each sample alone; the samples of one prompt without their siblings; a reshuffled, smaller batch
+    alone = {}
+    for it in items[::4]:
+        alone.update(_run(backend, [it], rows=1))
+    odd = _run(backend, [it for it in items if it.sample_idx != 1], rows=5)
+    shuffled = _run(backend, list(reversed(items)), rows=7)
+    assert all(together[k] == v for k, v in alone.items())
+    assert all(together[k] == v for k, v in odd.items())
+    assert shuffled == together
+    # and the engine samples exactly as the per-row sampler of generate did
+    assert _run(backend, items[:6], engine="generate", rows=1) == {k: together[k] for k in [it.key for it in items[:6]]}
+    assert len({together[f"p0-s{j}"] for j in range(3)}) > 1  # the samples of a prompt differ
+
+
+def test_each_prompt_is_prefilled_once_and_prefixes_once(backend, prompts):
+    from comptrust.backends.engine import Engine
+
+    params = GenParams(max_new_tokens=4, temperature=0.7, seed=1)
+    items = _items(prompts, params, n=3)
+    eng = Engine(backend.model, backend.tokenizer, backend.eos_ids, device=backend.device, max_rows=64)
+    outs = [o for batch in eng.generate(items) for o in batch]
+    assert len(outs) == len(items)
+    every = sum(backend.count_tokens(it.prompt) for it in items)
+    once = sum(backend.count_tokens(p) for p in prompts)
+    assert eng.prefill_tokens_run < once < every  # shared prefixes ran once, samples shared a prefill
+
+
+def test_stop_strings_and_eos_with_reuse(backend, prompts):
+    plain = _run(backend, _items(prompts, GenParams(max_new_tokens=16)))
+    text = plain["p1-s0"][0]
+    assert len(text) > 3
+    stop = text[1:3]
+    params = GenParams(max_new_tokens=16, stop=(stop,))
+    got = _run(backend, _items(prompts, params))
+    ref = _run(backend, _items(prompts, params), engine="generate", rows=1)
+    assert {k: v[0] for k, v in got.items()} == {k: v[0] for k, v in ref.items()}
+    assert stop not in got["p1-s0"][0] and text.startswith(got["p1-s0"][0])
+    assert got["p1-s0"][1] < 16  # generation stopped at the stop string, not at max_new_tokens
+
+
+@pytest.mark.slow
+def test_embedded_model_greedy_reuse_identical():
+    from comptrust.backends.hf import HFBackend
+    from comptrust.data.source import DataSource
+    from comptrust.models.chat import ChatFormatter
+    from comptrust.perspectives.base import PerspectiveContext, get_perspective
+    from comptrust.profiles import get_profile
+
+    try:
+        resolved = resolve_model("embedded:smollm2-135m-instruct")
+    except Exception as e:
+        pytest.skip(f"embedded model unavailable: {e}")
+    b = HFBackend(resolved, batch_size=16)
+    fmt = ChatFormatter.for_tokenizer(b.tokenizer, resolved.display_name)
+    ctx = PerspectiveContext(data=DataSource.bundled(), profile=get_profile("smoke"), seed=0, limit=6)
+    prompts = [fmt.format(r.messages) for name in ("stereotype", "fairness") for r in get_perspective(name).requests(ctx)]
+    items = _items(prompts, GenParams(max_new_tokens=16))
+    ref = _run(b, items, engine="generate", rows=1)
+    got = _run(b, items, rows=16)
+    assert {k: v[0] for k, v in got.items()} == {k: v[0] for k, v in ref.items()}
