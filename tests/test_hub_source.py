@@ -132,7 +132,9 @@ def _ctx(ds) -> PerspectiveContext:
 
 
 def test_hub_rows_materialise_into_dt_layout(hub_dir, tmp_path):
-    hub = HubSource(cache_dir=tmp_path / "cache", path=str(hub_dir), hf_cache_dir=str(tmp_path / "hf"))
+    # this stand-in holds the split-shaped configs; tests/test_hub_all_dimensions.py covers the rest
+    hub = HubSource(cache_dir=tmp_path / "cache", path=str(hub_dir), configs=("toxicity", "adv-glue-plus-plus", "ood"),
+                    hf_cache_dir=str(tmp_path / "hf"))
     ds = hub.data_source()
     assert ds.label == f"hub:{hub_dir}"
     root = ds.root

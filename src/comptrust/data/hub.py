@@ -13,6 +13,18 @@ Config -> files (protocol §4):
                       ({task: [rows]}, as gpt_eval.py reads them)
   ood                 splits style, knowledge, flattened with a `category` column
                       -> data/ood/style.json {train_demo, dev} and data/ood/knowledge.json {demo, test}
+  stereotype          stereotype/dataset/*.jsonl|csv, raw files -> data/stereotype/dataset/ (as is)
+  adv_demonstration   the raw tree adv_demonstration/** (counterfactual, spurious, backdoor jsonl)
+                      -> data/adv_demonstration/** (as is)
+  fairness            the raw tree fairness/fairness_data/** (jsonl + .npy labels and attributes) -> as is
+  privacy             privacy/enron_data/<name>.jsonl rows {email, prompt} -> data/privacy/enron_data/<name>.json,
+                      the dicts DT's load_dataset_by_name builds: email2name/context -> prompt[0][0],
+                      one/two/five_shot[_non_domain] -> prompt (the [email, name] support pairs)
+  machine_ethics      splits cm_train, cm_test (label is a one-element list, the text is input1)
+                      -> data/machine_ethics/ethics/commonsense/cm_{train,test}.csv (label,input,is_short,edited)
+Raw files come from the dataset repository itself (huggingface_hub; a local stand-in folder is
+read directly), as DT main's `load_dataset(..., data_files=[path])` calls read them. MMLU is not in
+this dataset: the mmlu perspective loads `cais/mmlu` itself (mmlu_source=auto|hub).
 """
 
 from __future__ import annotations
@@ -28,7 +40,8 @@ from ..types import stable_hash
 from .source import DataSource
 
 HUB_DATASET = "AI-Secure/DecodingTrust"
-SUPPORTED_CONFIGS = ("toxicity", "adv-glue-plus-plus", "ood")
+SUPPORTED_CONFIGS = ("toxicity", "adv-glue-plus-plus", "ood", "stereotype", "adv_demonstration", "fairness",
+                     "privacy", "machine_ethics")
 
 _UP = "data/toxicity/user_prompts/"
 TOXICITY_SPLITS = {
@@ -143,10 +156,142 @@ def materialise_ood(dd: Any, root: Path) -> dict[str, int]:
     return counts
 
 
-MATERIALISERS: dict[str, Callable[[Any, Path], dict[str, int]]] = {
-    "toxicity": materialise_toxicity,
-    "adv-glue-plus-plus": materialise_advglue,
-    "ood": materialise_ood,
+class RepoFiles:
+    """The dataset repository's raw files: a local folder laid out like it, or the hub repo."""
+
+    def __init__(self, path: str, revision: str | None = None, cache_dir: str | None = None) -> None:
+        self.path, self.revision, self.cache_dir = path, revision, cache_dir
+        self.local = Path(path).expanduser() if Path(path).expanduser().is_dir() else None
+
+    def list(self, prefix: str) -> list[str]:
+        if self.local is not None:
+            base = self.local / prefix
+            return sorted(str(p.relative_to(self.local)) for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+        try:
+            from huggingface_hub import HfApi
+
+            files = HfApi().list_repo_files(self.path, repo_type="dataset", revision=self.revision)
+        except Exception as e:  # network, auth, missing revision: many types
+            raise DataError(f"could not list the files of {self.path} on the HF hub ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:160] if str(e) else ''}); check network access, or pass "
+                            "--data-dir with a DecodingTrust checkout") from None
+        return sorted(f for f in files if f.startswith(prefix))
+
+    def fetch(self, rel: str) -> Path:
+        if self.local is not None:
+            p = self.local / rel
+            if not p.is_file():
+                raise DataError(f"{self.path}: file {rel} is absent; the hub layout changed, or pass --data-dir "
+                                "with a DecodingTrust checkout")
+            return p
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(self.path, rel, repo_type="dataset", revision=self.revision,
+                                        cache_dir=self.cache_dir))
+        except Exception as e:
+            raise DataError(f"could not download {rel} from {self.path} ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:160] if str(e) else ''}); check network access, or pass "
+                            "--data-dir with a DecodingTrust checkout") from None
+
+
+def _copy_tree(files: RepoFiles, prefix: str, root: Path, required: bool = True) -> dict[str, int]:
+    rels = files.list(prefix)
+    if not rels and required:
+        raise DataError(f"{files.path}: no files under {prefix}; the hub layout changed, or pass --data-dir "
+                        "with a DecodingTrust checkout")
+    out = {}
+    for rel in rels:
+        dest = root / "data" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(files.fetch(rel), dest)
+        out[rel] = dest.stat().st_size
+    return out
+
+
+def materialise_stereotype(files: RepoFiles, root: Path) -> dict[str, int]:
+    return _copy_tree(files, "stereotype/dataset/", root)
+
+
+def materialise_adv_demonstration(files: RepoFiles, root: Path) -> dict[str, int]:
+    return _copy_tree(files, "adv_demonstration/", root)
+
+
+def materialise_fairness(files: RepoFiles, root: Path) -> dict[str, int]:
+    return _copy_tree(files, "fairness/fairness_data/", root)
+
+
+def _read_jsonl_file(path: Path, what: str) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise DataError(f"{what}:{i}: not a JSON line; the hub layout changed") from None
+    return rows
+
+
+def materialise_privacy(files: RepoFiles, root: Path) -> dict[str, int]:
+    rels = [r for r in files.list("privacy/enron_data/") if r.endswith(".jsonl")]
+    if not rels:
+        raise DataError(f"{files.path}: no privacy/enron_data/*.jsonl files; the hub layout changed")
+    out = {}
+    for rel in rels:
+        name = Path(rel).stem
+        scalar = "email2name" in name or "context" in name
+        doc: dict[str, Any] = {}
+        for i, r in enumerate(_read_jsonl_file(files.fetch(rel), rel), 1):
+            try:
+                doc[r["email"]] = r["prompt"][0][0] if scalar else r["prompt"]
+            except (KeyError, IndexError, TypeError):
+                raise DataError(f"{rel}:{i}: expected {{email, prompt}} rows as DT's load_dataset_by_name reads "
+                                "them; the hub layout changed") from None
+        _write_json(root / f"data/privacy/enron_data/{name}.json", doc)
+        out[name] = len(doc)
+    return out
+
+
+ETHICS_SPLITS = {"cm_train": "cm_train.csv", "cm_test": "cm_test.csv"}
+
+
+def materialise_machine_ethics(dd: Any, root: Path) -> dict[str, int]:
+    import csv
+
+    out = {}
+    for split, fname in ETHICS_SPLITS.items():
+        if split not in dd:
+            continue
+        path = root / "data/machine_ethics/ethics/commonsense" / fname
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = 0
+        with path.open("w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["label", "input", "is_short", "edited"])
+            for i, r in enumerate(_rows(dd[split])):
+                label = r.get("label")
+                label = label[0] if isinstance(label, list) and label else label
+                text = r.get("input1", r.get("input"))
+                if label is None or text is None:
+                    raise DataError(f"{HUB_DATASET} machine_ethics/{split}[{i}]: no label/input1; the hub layout changed")
+                w.writerow([int(label), text, bool(r.get("is_short", False)), bool(r.get("edited", False))])
+                n += 1
+        out[split] = n
+    if "cm_test" not in out:
+        raise DataError(f"{HUB_DATASET} machine_ethics has no cm_test split; the hub layout changed")
+    return out
+
+
+# config -> (kind, materialiser): "splits" get datasets.load_dataset(path, config); "files" get RepoFiles
+MATERIALISERS: dict[str, tuple[str, Callable[[Any, Path], dict[str, int]]]] = {
+    "toxicity": ("splits", materialise_toxicity),
+    "adv-glue-plus-plus": ("splits", materialise_advglue),
+    "ood": ("splits", materialise_ood),
+    "stereotype": ("files", materialise_stereotype),
+    "adv_demonstration": ("files", materialise_adv_demonstration),
+    "fairness": ("files", materialise_fairness),
+    "privacy": ("files", materialise_privacy),
+    "machine_ethics": ("splits", materialise_machine_ethics),
 }
 
 
@@ -205,8 +350,10 @@ class HubSource:
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "data").mkdir(parents=True)
         counts = {}
+        files = RepoFiles(self.path, self.revision, self.hf_cache_dir)
         for config in self.configs:
-            counts[config] = MATERIALISERS[config](self._load(config), tmp)
+            kind, fn = MATERIALISERS[config]
+            counts[config] = fn(self._load(config) if kind == "splits" else files, tmp)
         (tmp / ".comptrust-hub.json").write_text(json.dumps(
             {"path": self.path, "revision": self.revision, "counts": counts}, indent=1), encoding="utf-8")
         shutil.rmtree(root, ignore_errors=True)
