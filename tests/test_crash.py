@@ -139,3 +139,46 @@ def test_sweep_survives_sigkill_at_every_point(tmp_path):
     assert not list((sw / "report").glob(".*.tmp*")), "temp files of the killed report write were left behind"
     state = json.loads((sw / "sweep.json").read_text())
     assert {v["status"] for v in state["jobs"].values()} == {"done"}
+
+
+def _eval_start(model: Path, out: Path, dim: str, kill_at: str | None) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "COMPTRUST_KILL_AT"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONHASHSEED="0")
+    if kill_at:
+        env["COMPTRUST_KILL_AT"] = kill_at
+    return subprocess.Popen([sys.executable, "-m", "comptrust", "eval", "--model", str(model), "-p", dim, "--limit", "2",
+                             "--batch-size", "1", "--out", str(out), "-q"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _pair(model: Path, out: Path, kills: dict[str, str | None]) -> None:
+    procs = {d: _eval_start(model, out, d, k) for d, k in kills.items()}
+    for d, p in procs.items():
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == (-signal.SIGKILL if kills[d] else 0), f"{d} at {kills[d]}: rc {p.returncode}\n{err[-1500:]}"
+
+
+def _dims(run: Path) -> dict:
+    return _normalise(json.loads((run / "results.json").read_text())["dimensions"], run)
+
+
+def test_sigkill_during_the_results_merge_of_two_concurrent_evals(tmp_path, tiny_model):
+    """Two evals of different dimensions into one --out; one (or both) SIGKILLed inside the
+    read-merge-write of results.json. The other's dimension is never lost, the document is always
+    whole, and re-runs end with what two uninterrupted evals write."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    _pair(tiny_model, ref, {"stereotype": None})
+    _pair(tiny_model, ref, {"toxicity": None})
+
+    # stereotype dies holding the lock, mid-merge; toxicity (waiting or not) gets it and lands
+    _pair(tiny_model, run, {"stereotype": "results.merge:1", "toxicity": None})
+    assert set(_dims(run)) == {"toxicity"}
+    # now toxicity dies mid-merge while stereotype lands: the toxicity already there survives
+    _pair(tiny_model, run, {"stereotype": None, "toxicity": "results.merge:1"})
+    assert set(_dims(run)) == {"stereotype", "toxicity"}
+    # both die just before replacing results.json: the document is whole and still holds both
+    _pair(tiny_model, run, {"stereotype": "results.write:1", "toxicity": "results.write:1"})
+    assert set(_dims(run)) == {"stereotype", "toxicity"}
+    _pair(tiny_model, run, {"stereotype": None, "toxicity": None})
+    assert _dims(run) == _dims(ref)
+    assert not list(run.rglob(".*tmp*")) and not list(run.glob(".*.lock")), "a killed writer's files were left"

@@ -28,6 +28,8 @@ def _count(db: Path) -> int:
 
 def _comparable(run: Path) -> tuple:
     res = json.loads((run / "results.json").read_text())
+    for d in res["dimensions"].values():
+        d["provenance"].pop("created_at")  # when it was scored, which differs between the two runs
     samples = [json.loads(l) for l in (run / "samples" / "stereotype.jsonl").read_text().splitlines()]
     return res["dimensions"], samples
 

@@ -24,7 +24,6 @@ run Ray inside a network namespace that has only a loopback interface (tests/tes
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
 import time
@@ -111,19 +110,22 @@ def merge_efficiency(job_results: list[dict[str, Any]]) -> dict[str, Any]:
 def merge_run(cfg, job_results: list[dict[str, Any]], plan=None) -> dict[str, Any]:
     """Score + aggregate locally once every generation job of cfg is done; record which backend
     produced the answers and its measured throughput in results.json."""
-    from .results_schema import RunResults
-    from .runner import _atomic_write, run_eval
+    from .results_doc import update_results
+    from .runner import run_eval
 
     res = run_eval(cfg, plan=plan)  # every answer is in the store: no model is loaded here
     eff = merge_efficiency(job_results)
     if eff:
-        res["backend"] = eff["backend"]
-        res.setdefault("efficiency", {})
-        for k in ("tokens_per_s", "peak_load_mem_bytes"):
-            if eff.get(k) is not None:
-                res["efficiency"][k] = eff[k]
-        res = RunResults.model_validate(res).model_dump(mode="json")
-        _atomic_write(Path(cfg.out_dir) / "results.json", json.dumps(res, indent=2, ensure_ascii=False, default=str))
+        def add_throughput(doc: dict) -> dict:
+            doc["backend"] = eff["backend"]
+            doc.setdefault("efficiency", {})
+            for k in ("tokens_per_s", "peak_load_mem_bytes"):
+                if eff.get(k) is not None:
+                    doc["efficiency"][k] = eff[k]
+            return doc
+
+        # under the run directory's lock, like every results.json write (another eval may merge)
+        res = update_results(Path(cfg.out_dir), add_throughput)
     return res
 
 

@@ -3,6 +3,7 @@
 COMPTRUST_KILL_AT=<point>:<n> kills the process (SIGKILL: no cleanup handlers, no finally
 blocks — what a power cut or the OOM killer does) the n-th time `checkpoint(point)` is reached.
 When the variable is unset, checkpoint() is one dict lookup, parsed once per process.
+COMPTRUST_KILL_SIGNAL=INT sends SIGINT instead (what Ctrl-C does), to test the interrupt path.
 """
 
 from __future__ import annotations
@@ -38,4 +39,5 @@ def checkpoint(point: str) -> None:
         return
     _seen[point] = _seen.get(point, 0) + 1
     if _seen[point] == _target[1]:
-        os.kill(os.getpid(), signal.SIGKILL)
+        sig = os.environ.get("COMPTRUST_KILL_SIGNAL", "KILL").upper().removeprefix("SIG")
+        os.kill(os.getpid(), getattr(signal, f"SIG{sig}", signal.SIGKILL))

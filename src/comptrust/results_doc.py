@@ -1,28 +1,47 @@
-"""The run directory's results.json: build the document for one eval and write it.
+"""The run directory's documents: results.json and samples/<dimension>.jsonl.
 
-Moved out of runner.py so that the document's one job — what a run directory says it holds —
-lives in one place, apart from building requests, generating and scoring.
+Several evals may write one run directory, one after another or at the same time (each with
+its own dimensions). Every write is a read-merge-write under an exclusive lock on
+OUT/.results.json.lock, so no writer's dimension is lost; the lock is released by the kernel
+if the writer dies, and results.json is replaced atomically, so it is always whole.
+
+A merge only combines dimensions produced by the same model under the same settings (profile,
+seed, limit, sample count, options, data source and file hashes, backend, chat template,
+bad-row policy): those are what the document's top-level fields claim for every dimension.
+A run whose settings differ from a dimension it would keep is refused with one line (exit 2)
+before anything is generated, and again at write time under the lock (a concurrent writer may
+have got there first). A run that rewrites every dimension already there replaces the
+document. Each dimension also keeps its own `provenance` record. See docs/results-merge.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
+from .errors import ConfigError
 from .faults import checkpoint
+from .locks import locked
 from .profiles import get_profile
 from .results_schema import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
 from .results_schema import RunResults, compute_overall
 
 if TYPE_CHECKING:
     from .runner import EvalConfig, Plan
+    from .types import Generation, SampleScore
 
 
 RESULTS_NAME = "results.json"
+LOCK_NAME = f".{RESULTS_NAME}.lock"
+
+# Options the CLI always passes with their default value; absent means the same.
+_DEFAULT_OPTIONS = {"toxicity_scorer": "default"}
 
 
 def _versions() -> dict[str, str]:
@@ -37,7 +56,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -49,7 +67,142 @@ def _same_model(prev: dict | None, plan: "Plan") -> bool:
     return bool(prev) and prev.get("model", {}).get("fingerprint") == plan.resolved.fingerprint
 
 
+def check_out_dir(out: Path) -> None:
+    """Fail in one line, before any model is loaded, when --out cannot become a run directory.
+    Probes by creating (and removing) a temp dir in the nearest existing ancestor: permission
+    bits alone do not tell (root, read-only mounts, /proc)."""
+    import tempfile
+
+    from .sanitize import clean
+
+    p = Path(out)
+    fix = "pass a writable directory"
+    if p.exists() and not p.is_dir():
+        raise ConfigError(clean(f"--out {p}: exists and is not a directory; {fix}"))
+    anc = p if p.exists() else next((a for a in p.absolute().parents if a.exists()), Path("/"))
+    if not anc.is_dir():
+        raise ConfigError(clean(f"--out {p}: cannot create the run directory (Not a directory: {anc}); {fix}"))
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".comptrust-probe-", dir=anc))
+    except OSError as e:
+        raise ConfigError(clean(f"--out {p}: cannot create the run directory ({e.strerror}); {fix}")) from None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _json_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if isinstance(v, (str, int, float, bool, type(None)))}
+
+
+def _norm_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (options or {}).items() if _DEFAULT_OPTIONS.get(k, object()) != v}
+
+
+def profile_info(cfg: "EvalConfig") -> dict[str, Any]:
+    return {"name": cfg.profile, "seed": cfg.seed, "limit": cfg.limit, "n_samples": get_profile(cfg.profile).n_samples}
+
+
+def _settings(cfg: "EvalConfig", plan: "Plan") -> dict[str, Any]:
+    """What the document's top-level fields claim for every dimension (compared on merge)."""
+    return {"profile": profile_info(cfg), "options": _norm_options(_json_options(cfg.options)),
+            "data source": plan.data.label, "backend": cfg.backend,
+            "chat template": plan.formatter.template_name, "--on-bad-row": cfg.on_bad_row,
+            "--protocol": plan.protocol.get("name", "")}
+
+
+def _settings_of_dimension(prev: dict, dim: dict) -> dict[str, Any]:
+    """The same, as recorded for a dimension already in a document (older documents have no
+    per-dimension record: their top-level fields speak for every dimension)."""
+    p = dim.get("provenance")
+    if p:
+        return {"profile": p.get("profile"), "options": _norm_options(p.get("options", {})),
+                "data source": (p.get("data") or {}).get("source"), "backend": p.get("backend"),
+                "chat template": p.get("chat_template"), "--on-bad-row": p.get("on_bad_row"),
+                # dimensions written before protocol presets carry none: not compared
+                **({"--protocol": p["protocol"]} if p.get("protocol") else {})}
+    return {"profile": prev.get("profile"), "options": _norm_options(prev.get("options", {})),
+            "data source": ((prev.get("provenance") or {}).get("data") or {}).get("source"),
+            "backend": (prev.get("backend") or {}).get("name"),
+            "chat template": (prev.get("model") or {}).get("chat_template")}
+
+
+def _files_of_dimension(prev: dict, dim: dict) -> dict[str, str]:
+    p = dim.get("provenance")
+    if p:
+        return dict((p.get("data") or {}).get("files") or {})
+    return dict(((prev.get("provenance") or {}).get("data") or {}).get("files") or {})
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, dict) and set(v) >= {"name", "seed", "limit"}:
+        return f"{v['name']} (seed {v['seed']}, limit {v['limit']}, {v.get('n_samples')} samples)"
+    return json.dumps(v, sort_keys=True) if isinstance(v, dict) else repr(v)
+
+
+def check_merge(prev: dict | None, cfg: "EvalConfig", plan: "Plan", dims: list[str]) -> None:
+    """Refuse (ConfigError, one line) when `prev` keeps a dimension this run does not rewrite
+    and that dimension came from another model or other settings."""
+    if not prev:
+        return
+    out = Path(cfg.out_dir)
+    kept = [d for d in prev.get("dimensions", {}) if d not in dims]
+    if not kept:
+        return  # this run rewrites every dimension: nothing of the old document survives
+    from .sanitize import clean
+
+    fix = f"pass another --out, or re-run {', '.join(kept)} too"
+    if not _same_model(prev, plan):
+        other = (prev.get("model") or {}).get("display_name") or (prev.get("model") or {}).get("ref")
+        raise ConfigError(clean(f"--out {out} holds {', '.join(kept)} of another model ({other}); {fix}"))
+    mine = _settings(cfg, plan)
+    files = plan.data.used
+    for d in kept:
+        theirs = _settings_of_dimension(prev, prev["dimensions"][d])
+        for key, value in mine.items():
+            if key in theirs and theirs[key] != value:
+                raise ConfigError(clean(
+                    f"--out {out} holds {d} evaluated with {key} {_show(theirs[key])}, this run has {_show(value)}; "
+                    f"one results.json holds one setting: pass the same flags, or another --out"))
+        for rel, sha in _files_of_dimension(prev, prev["dimensions"][d]).items():
+            if rel in files and files[rel] != sha:
+                raise ConfigError(clean(
+                    f"--out {out} holds {d} evaluated on another version of {rel} (sha256 {sha[:12]}, now "
+                    f"{files[rel][:12]}); {fix}"))
+
+
+def dimension_provenance(cfg: "EvalConfig", plan: "Plan", name: str, scorer: Any = None) -> dict[str, Any]:
+    return {"created_at": _now(), "comptrust_version": __version__, "profile": profile_info(cfg),
+            "options": _json_options(cfg.options), "backend": cfg.backend,
+            "chat_template": plan.formatter.template_name, "protocol": plan.protocol.get("name", ""),
+            "on_bad_row": cfg.on_bad_row,
+            "data": plan.data.provenance(name), "scorer": scorer, "partial": bool(getattr(cfg, "allow_partial", False))}
+
+
+def _merged_data(prev: dict | None, plan: "Plan") -> dict[str, Any]:
+    now = plan.data.provenance()
+    old = ((prev or {}).get("provenance") or {}).get("data") or {}
+    examples = list(dict.fromkeys([*old.get("bad_row_examples", []), *now["bad_row_examples"]]))[:20]
+    return {"source": now["source"], "files": dict(sorted({**old.get("files", {}), **now["files"]}.items())),
+            "bad_rows_skipped": {**old.get("bad_rows_skipped", {}), **now["bad_rows_skipped"]},
+            "bad_row_examples": examples}
+
+
+def _merged_protocol(prev: dict | None, plan: "Plan") -> dict[str, Any]:
+    """This run's protocol record plus the switches recorded for the dimensions it keeps (a merge
+    requires the same preset, so only the perspective switches of other dimensions are added)."""
+    now = dict(plan.protocol or {})
+    old = (prev or {}).get("protocol") or {}
+    if old.get("name") and old.get("name") == now.get("name"):
+        now["switches"] = {**old.get("switches", {}), **now.get("switches", {})}
+        now["overridden"] = {**old.get("overridden", {}), **now.get("overridden", {})}
+    return now
+
+
 def _results_doc(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: dict | None, scorers: dict) -> dict:
+    """The document for `dims` (every dimension it will hold); `prev` is the document being
+    merged into, already checked compatible (or None when it is replaced)."""
     r = plan.resolved
     m = r.manifest or {}
     gs = m.get("group_size") or {}
@@ -71,10 +224,12 @@ def _results_doc(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: d
         "tokens_per_s": eff.get("tokens_per_s", prev_eff.get("tokens_per_s")),
     }
     deviations = sorted({n for d in dims.values() for n in d.get("notes", [])})
+    prev_scorers = ((prev or {}).get("provenance") or {}).get("scorers") or {}
+    all_scorers = {k: v for k, v in {**prev_scorers, **scorers}.items() if k in dims}
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "comptrust_version": __version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _now(),
         "run_id": Path(cfg.out_dir).name,
         "model": {
             "ref": r.ref, "display_name": m.get("name") or r.display_name, "fingerprint": r.fingerprint,
@@ -87,23 +242,89 @@ def _results_doc(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: d
         },
         "backend": eff.get("backend") or prev_backend or {"name": cfg.backend, "device": cfg.device or "cpu", "dtype": cfg.dtype or "float32"},
         "efficiency": efficiency,
-        "profile": {"name": cfg.profile, "seed": cfg.seed, "limit": cfg.limit, "n_samples": get_profile(cfg.profile).n_samples},
-        "options": {k: v for k, v in cfg.options.items() if isinstance(v, (str, int, float, bool, type(None)))},
-        "protocol": getattr(plan, "protocol", None) or {},
+        "profile": profile_info(cfg),
+        "options": _json_options(cfg.options),
+        "protocol": _merged_protocol(prev, plan),
         "dimensions": dims,
         "overall": compute_overall({k: v.get("score") for k, v in dims.items()}).model_dump(),
-        "provenance": {"data": plan.data.provenance(), "scorers": scorers, "deviations": deviations},
+        "provenance": {"data": _merged_data(prev, plan), "scorers": all_scorers, "deviations": deviations},
         "versions": _versions(),
     }
 
 
-def write_results(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: dict | None, scorers: dict) -> dict:
-    """Build, validate against the published schema (drift fails here, not in a report) and
-    write OUT/results.json atomically. Returns the document written."""
-    from .runner import _atomic_write
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    checkpoint("atomic.rename")
+    os.replace(tmp, path)
 
-    results = _results_doc(cfg, plan, dims, eff, prev, scorers)
-    results = RunResults.model_validate(results).model_dump(mode="json")
-    checkpoint("results.write")
-    _atomic_write(Path(cfg.out_dir) / RESULTS_NAME, json.dumps(results, indent=2, ensure_ascii=False, default=str))
-    return results
+
+def _dump(doc: dict) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False, default=str)
+
+
+def _samples_text(gens: "list[Generation]", scores: "list[SampleScore]") -> str:
+    lines = []
+    for g, s in zip(gens, scores):
+        rec = s.to_json()
+        rec["prompt"] = g.prompt
+        rec["texts"] = list(g.texts)
+        if g.logprobs:
+            rec["logprobs"] = list(g.logprobs)
+        lines.append(json.dumps(rec, ensure_ascii=False, default=str))
+    return "\n".join(lines) + "\n"
+
+
+def write_samples(out_dir: Path, name: str, gens: "list[Generation]", scores: "list[SampleScore]") -> None:
+    (out_dir / "samples").mkdir(exist_ok=True)
+    _atomic_write(out_dir / "samples" / f"{name}.jsonl", _samples_text(gens, scores))
+
+
+@contextlib.contextmanager
+def results_lock(out_dir: Path):
+    """Held while a run directory's documents are read and rewritten. Temp files found inside
+    are a killed writer's (only the holder writes them) and are removed."""
+    with locked(Path(out_dir) / LOCK_NAME):
+        for d in (Path(out_dir), Path(out_dir) / "samples"):
+            for tmp in d.glob(".*.tmp-*"):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        yield
+
+
+def write_results(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict,
+                  samples: "dict[str, tuple[list[Generation], list[SampleScore]]] | None" = None) -> dict:
+    """Merge this run's dimensions into OUT/results.json under the lock, write their samples
+    files, validate against the published schema (drift fails here, not in a report) and replace
+    results.json atomically. Returns the document written."""
+    out = Path(cfg.out_dir)
+    with results_lock(out):
+        prev = _read_json(out / RESULTS_NAME)
+        check_merge(prev, cfg, plan, list(dims))
+        checkpoint("results.merge")
+        kept = {k: v for k, v in (prev or {}).get("dimensions", {}).items() if k not in dims} if prev else {}
+        merged = {**kept, **dims}
+        scorers = {k: d["provenance"]["scorer"] for k, d in dims.items()
+                   if (d.get("provenance") or {}).get("scorer") is not None}
+        doc = _results_doc(cfg, plan, merged, eff, prev if _same_model(prev, plan) else None, scorers)
+        if not kept:  # this run rewrote every dimension: the data record is its own alone
+            doc["provenance"]["data"] = plan.data.provenance()
+        doc = RunResults.model_validate(doc).model_dump(mode="json")
+        for name, (gens, scores) in (samples or {}).items():
+            write_samples(out, name, gens, scores)
+        checkpoint("results.write")
+        _atomic_write(out / RESULTS_NAME, _dump(doc))
+    return doc
+
+
+def update_results(out_dir: Path, change: Callable[[dict], dict]) -> dict:
+    """Apply `change` to OUT/results.json under the lock (e.g. the Ray executor adding the
+    workers' throughput), validate and write it. Returns the new document."""
+    out = Path(out_dir)
+    with results_lock(out):
+        doc = _read_json(out / RESULTS_NAME)
+        if doc is None:
+            raise ConfigError(f"{out / RESULTS_NAME} is missing or not JSON; re-run the eval")
+        doc = RunResults.model_validate(change(doc)).model_dump(mode="json")
+        _atomic_write(out / RESULTS_NAME, _dump(doc))
+    return doc

@@ -99,6 +99,31 @@ class ProfileInfo(_Strict):
     n_samples: int | None = None
 
 
+class DataProvenance(_Strict):
+    source: str = ""
+    files: dict[str, str] = Field(default_factory=dict, description="relative path -> sha256")
+    bad_rows_skipped: dict[str, int] = Field(default_factory=dict)
+    bad_row_examples: list[str] = Field(default_factory=list)
+
+
+class DimensionProvenance(_Strict):
+    """How one dimension was produced. Several evals may write one run directory (each adds its
+    dimensions under a lock); they must share the model and these settings, so the top-level
+    profile/options describe every dimension; each dimension still keeps its own record."""
+
+    created_at: str = Field(description="when this dimension was scored")
+    comptrust_version: str
+    profile: ProfileInfo
+    options: dict[str, Any] = Field(default_factory=dict, description="perspective switches in effect")
+    backend: str = Field(description="backend that generated the answers (hf, vllm, openai)")
+    chat_template: str = ""
+    protocol: str = Field("", description="the protocol preset ('' before presets existed)")
+    on_bad_row: str = "fail"
+    data: DataProvenance = Field(default_factory=DataProvenance, description="the data files this dimension read")
+    scorer: Any = Field(None, description="scorer name / version, where the dimension has one")
+    partial: bool = Field(False, description="True when run with --allow-partial (a perspective may have ended with 0 prompts)")
+
+
 class DimensionScore(_Strict):
     dimension: str
     title: str = ""
@@ -109,6 +134,7 @@ class DimensionScore(_Strict):
     counts: dict[str, int] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list, description="skipped parts, deviations from DecodingTrust")
     extra: dict[str, Any] = Field(default_factory=dict)
+    provenance: DimensionProvenance | None = Field(None, description="how this dimension was produced; null in documents written before it was recorded")
 
     @classmethod
     def from_result(cls, r: DimensionResult, title: str = "") -> "DimensionScore":
@@ -124,13 +150,6 @@ class Overall(_Strict):
     trust_mean_present: float | None = Field(None, description="mean of the trust dimensions that have a score")
     dimensions_used: list[str] = Field(default_factory=list, description="the dimensions in trust_mean_present")
     paper_mean_with_mmlu: float | None = Field(None, description="mean of the 8 trust dimensions + MMLU (the Decoding Compressed Trust project page's 'Overall'); None unless all 9 are present")
-
-
-class DataProvenance(_Strict):
-    source: str = ""
-    files: dict[str, str] = Field(default_factory=dict, description="relative path -> sha256")
-    bad_rows_skipped: dict[str, int] = Field(default_factory=dict)
-    bad_row_examples: list[str] = Field(default_factory=list)
 
 
 class Provenance(_Strict):
@@ -384,7 +403,7 @@ class ComparisonResults(_Strict):
 
 RUN_MODELS: list[type[BaseModel]] = [
     RunResults, ModelInfo, CompressionInfo, BackendInfo, EfficiencyInfo, ProfileInfo, DimensionScore,
-    Overall, Provenance, DataProvenance, SampleRecord,
+    DimensionProvenance, Overall, Provenance, DataProvenance, SampleRecord,
 ]
 COMPARISON_MODELS: list[type[BaseModel]] = [
     ComparisonResults, StatsSettings, RunRef, ReportRow, DeltaCell, SeedFamily, SpreadStat, SampleDiff,

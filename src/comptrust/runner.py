@@ -27,7 +27,11 @@ from .models.resolve import ResolvedModel, resolve_model
 from .perspectives.base import PerspectiveContext, get_perspective, resolve_options
 from .protocol import resolve as resolve_protocol
 from .profiles import get_profile
-from .results_doc import _read_json, _results_doc, _same_model, _versions, write_results  # noqa: F401  (kept importable from here)
+from .results_doc import (  # noqa: F401  (the underscored names stay importable from here)
+    _atomic_write, _read_json, _results_doc, _same_model, _versions, check_merge, dimension_provenance, write_results,
+    write_samples,
+)
+from .seeds import sample_seed
 from .store import Store, request_key
 from .types import Generation, Request, SampleScore
 
@@ -58,6 +62,9 @@ class EvalConfig:
     request_timeout: float = 120.0
     max_retries: int = 4
     tensor_parallel_size: int = 1  # vllm backend
+    # a perspective ending with 0 prompts (its data files absent) is an error unless this is set;
+    # it is recorded in each dimension's provenance
+    allow_partial: bool = False
     # protocol preset (protocol.py): paper | dt-main | comptrust; --option values override it
     protocol: str = "paper"
 
@@ -168,7 +175,10 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
     contexts: dict[str, PerspectiveContext] = {}
     for name, p in perspectives.items():
         ctx = PerspectiveContext(data=data, profile=profile, seed=cfg.seed, limit=cfg.limit)
-        reqs = [_with_sampling_seed(r, cfg.seed, proto.sampling_top_k) for r in p.requests(ctx)]
+        with data.recording(name):
+            reqs = [_with_sampling_seed(r, cfg.seed, proto.sampling_top_k) for r in p.requests(ctx)]
+        if not reqs and not cfg.allow_partial:
+            raise ConfigError(_zero_prompts_message(name, data, ctx))
         if cfg.backend == "openai" and any(r.raw_prompt for r in reqs):
             raise ConfigError(f"{name} sends raw completion prompts ({cfg.protocol} protocol), which chat endpoints do not take; "
                               "evaluate it with --backend hf or vllm, or pass --option mmlu_prompt=chat")
@@ -186,6 +196,18 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
                 us.append(Unit(name, r, i, prompt, request_key(resolved.fingerprint, cfg.backend, prompt, r.params, i, r.choices)))
         units[name] = us
     return Plan(resolved, formatter, requests, units, contexts, data, options, proto.record())
+
+
+def _zero_prompts_message(name: str, data: DataSource, ctx: PerspectiveContext) -> str:
+    from .sanitize import clean
+
+    missing = data.missing_by.get(name) or []
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        why = f"{shown} not found under {data.root}"
+    else:
+        why = "; ".join(ctx.notes[:2]) or "no rows selected"
+    return clean(f"{name}: 0 prompts ({why}); add the data files, or pass --allow-partial to record an empty result")
 
 
 BACKENDS = ("hf", "vllm", "openai")
@@ -286,31 +308,12 @@ def score_all(p, gens: list[Generation]) -> list[SampleScore]:
     return list(p.score_many(gens))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    checkpoint("atomic.rename")
-    os.replace(tmp, path)
-
-
-def write_samples(out_dir: Path, name: str, gens: list[Generation], scores: list[SampleScore]) -> None:
-    (out_dir / "samples").mkdir(exist_ok=True)
-    lines = []
-    for g, s in zip(gens, scores):
-        rec = s.to_json()
-        rec["prompt"] = g.prompt
-        rec["texts"] = list(g.texts)
-        if g.logprobs:
-            rec["logprobs"] = list(g.logprobs)
-        lines.append(json.dumps(rec, ensure_ascii=False, default=str))
-    _atomic_write(out_dir / "samples" / f"{name}.jsonl", "\n".join(lines) + "\n")
-
-
 def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Plan, int], None] | None = None,
              on_start: Callable[[int], ProgressFn] | None = None) -> dict[str, Any]:
     plan = plan or build_plan(cfg)
     out = Path(cfg.out_dir)
-    prev_results = _read_json(out / "results.json")
+    # refuse a merge that would mislabel or drop dimensions before generating anything
+    check_merge(_read_json(out / "results.json"), cfg, plan, list(plan.requests))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -321,8 +324,8 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
             on_plan(plan, sum(1 for us in plan.units.values() for u in us if u.key not in have))
         eff = generate_missing(cfg, plan, store, on_start)
         gens = collect_generations(plan, store)
-        dims: dict[str, Any] = dict((prev_results or {}).get("dimensions", {})) if _same_model(prev_results, plan) else {}
-        scorers: dict[str, Any] = {}
+        dims: dict[str, Any] = {}  # this run's; write_results merges them with the document's
+        samples: dict[str, Any] = {}
         for name, gl in gens.items():
             checkpoint("score")
             # one instance scores and aggregates (the score cache lets a scorer skip known texts)
@@ -334,8 +337,7 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
             d["version"] = p.version
             d["notes"] = list(dict.fromkeys([*ctx.notes, *d.get("notes", [])]))
             d["counts"] = {"requests": len(gl), "samples": sum(max(1, len(g.texts)) for g in gl), **d.get("counts", {})}
+            d["provenance"] = dimension_provenance(cfg, plan, name, d.get("extra", {}).get("scorer"))
             dims[name] = d
-            if "scorer" in d.get("extra", {}):
-                scorers[name] = d["extra"]["scorer"]
-            write_samples(out, name, gl, scores)
-    return write_results(cfg, plan, dims, eff, prev_results, scorers)
+            samples[name] = (gl, scores)
+    return write_results(cfg, plan, dims, eff, samples)

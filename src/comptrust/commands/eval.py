@@ -27,12 +27,18 @@ def parse_options(pairs: list[str]) -> dict:
     return out
 
 
+def split_perspectives(values: list[str]) -> list[str]:
+    """-p a,b and -p a -p b mean the same: every perspective named, in order, once."""
+    names = [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
+    return list(dict.fromkeys(names))
+
+
 def run_and_report(cfg, quiet: bool = False) -> dict:
-    from rich.markup import escape
-
+    from ..results_doc import check_out_dir
     from ..runner import build_plan, run_eval
-    from .progress import console, generation_progress, print_plan
+    from .progress import console, escape, generation_progress, print_plan
 
+    check_out_dir(cfg.out_dir)  # before the tokenizer/model load, not after it
     plan = build_plan(cfg)
     with generation_progress(enabled=not quiet) as on_start:
         results = run_eval(cfg, plan=plan, on_plan=None if quiet else print_plan, on_start=on_start)
@@ -49,7 +55,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_cmd(
         model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="embedded:NAME, HF id, checkpoint/variant dir, or .gguf file"),
-        perspectives: str = typer.Option("stereotype", "--perspectives", "-p", help="comma-separated (see `comptrust ls`)"),
+        perspectives: list[str] = typer.Option(["stereotype"], "--perspectives", "-p", help="comma-separated and/or repeated: -p a,b or -p a -p b (see `comptrust ls`)"),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="DecodingTrust checkout (holds data/), or `hub[@REV]` for the HF dataset AI-Secure/DecodingTrust; default: the bundled mini set"),
         toxicity_scorer: Optional[str] = typer.Option(None, "--toxicity-scorer", help="default (offline) | hf:PATH (local classifier) | perspective (needs PERSPECTIVE_API_KEY)"),
         profile: str = typer.Option("smoke", "--profile", help="smoke | quick | full"),
@@ -72,6 +78,7 @@ def register(app: typer.Typer) -> None:
         request_timeout: float = typer.Option(120.0, "--request-timeout", min=0.1, help="openai backend: seconds per request"),
         max_retries: int = typer.Option(4, "--max-retries", min=0, help="openai backend: retries on 429/5xx/timeouts/connection errors (exponential backoff)"),
         tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="vllm backend: GPUs per model"),
+        allow_partial: bool = typer.Option(False, "--allow-partial", help="accept a perspective that ends with 0 prompts (its data files absent): an empty result, recorded as partial, instead of an error"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Evaluate a model (dense or a compressed variant) on trust perspectives."""
@@ -79,7 +86,7 @@ def register(app: typer.Typer) -> None:
         from ..runner import EvalConfig
 
         cfg = EvalConfig(
-            model=model, perspectives=[p.strip() for p in perspectives.split(",") if p.strip()], out_dir=out,
+            model=model, perspectives=split_perspectives(perspectives), out_dir=out, allow_partial=allow_partial,
             data_dir=data_dir, profile=profile, seed=seed, limit=limit, options={**({"toxicity_scorer": toxicity_scorer} if toxicity_scorer else {}), **parse_options(option)},
             on_bad_row=on_bad_row, device=device, batch_size=batch_size, chat_template=chat_template,
             trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, backend=backend, base_url=base_url, api_model=api_model,

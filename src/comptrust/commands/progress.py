@@ -7,11 +7,18 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _rich_escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..sanitize import clean
+
 console = Console(stderr=True)
+
+
+def escape(text: object) -> str:
+    """Rich-markup-escaped, control characters made visible (names here are user input)."""
+    return _rich_escape(clean(text))
 
 
 def print_plan(plan, missing: int) -> None:

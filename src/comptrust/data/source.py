@@ -7,6 +7,7 @@ recorded with its sha256 for the provenance section of results.json.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,10 @@ class DataSource:
     label: str = "dir"
     bad_rows: BadRows = field(default_factory=BadRows)
     used: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    # per perspective (see recording()): the files it read and the ones it asked for but lacked
+    used_by: dict[str, dict[str, str]] = field(default_factory=dict)
+    missing_by: dict[str, list[str]] = field(default_factory=dict)
+    _scope: str | None = None
 
     @classmethod
     def from_dir(cls, path: str | Path, on_bad_row: str = "fail") -> "DataSource":
@@ -47,12 +52,35 @@ class DataSource:
         None when absent. Records the file's hash when present."""
         p = self.root / rel
         if not p.is_file():
+            if self._scope is not None and rel not in self.missing_by.setdefault(self._scope, []):
+                self.missing_by[self._scope].append(rel)
             return None
         if rel not in self.used:
             self.used[rel] = file_sha256(p)
+        if self._scope is not None:
+            self.used_by.setdefault(self._scope, {})[rel] = self.used[rel]
         return p
 
-    def provenance(self) -> dict:
-        return {"source": self.label, "files": dict(sorted(self.used.items())),
-                "bad_rows_skipped": dict(self.bad_rows.skipped),
-                "bad_row_examples": list(self.bad_rows.examples)}
+    @contextlib.contextmanager
+    def recording(self, scope: str):
+        """Attribute the files read (and those found missing) inside the block to `scope`
+        (a perspective), so each dimension's provenance names its own data."""
+        prev, self._scope = self._scope, scope
+        self.used_by.setdefault(scope, {})
+        self.missing_by.setdefault(scope, [])
+        try:
+            yield
+        finally:
+            self._scope = prev
+
+    def provenance(self, scope: str | None = None) -> dict:
+        """Every file used; with `scope`, only those that perspective read (see recording())."""
+        if scope is None:
+            return {"source": self.label, "files": dict(sorted(self.used.items())),
+                    "bad_rows_skipped": dict(self.bad_rows.skipped),
+                    "bad_row_examples": list(self.bad_rows.examples)}
+        files = self.used_by.get(scope, {})
+        full = {str(self.root / rel) for rel in files}
+        return {"source": self.label, "files": dict(sorted(files.items())),
+                "bad_rows_skipped": {k: v for k, v in self.bad_rows.skipped.items() if k in full},
+                "bad_row_examples": [e for e in self.bad_rows.examples if e.partition(":")[0] in full]}
