@@ -3,7 +3,10 @@
 #   1. HF backend on CUDA in bf16 vs the CPU fp32 reference: greedy agreement, tokens/s;
 #   2. the compression grid on the GPU (build time, perplexity, bits/weight, tokens/s);
 #   3. vLLM (where installed) vs the HF backend on the dense model and the built variants:
-#      greedy agreement, tokens/s, which variants load.
+#      greedy agreement, tokens/s, which variants load;
+#   4. the vLLM backend as an eval's engine: prefix caching and n-sample requests on sampled and
+#      few-shot dimensions, every sample identical to asking for it alone (benchmarks/vllm_engine_check.py),
+#      then `comptrust eval --backend vllm` end to end and its re-run (answers from the store).
 # It runs what the machine has and says plainly what it did not run and why (no CUDA, no vLLM,
 # no embedded model, no network to fetch one). Figures go to stdout and $OUT_DIR (default
 # $OUT, else /tmp/gpu-check-out).
@@ -81,6 +84,20 @@ if [ -n "$VPY" ] && "$VPY" -c "import vllm" 2>/dev/null; then
 else
     echo "skipped: vLLM is not installed (pip install 'comptrust[vllm]' in its own environment; set VLLM_PYTHON)"
     NOT_RUN+=("vLLM: not installed")
+fi
+
+say "4. vLLM backend as the eval engine (prefix caching, n samples per request)"
+if [ -n "$VPY" ] && "$VPY" -c "import vllm" 2>/dev/null; then
+    "$PY" benchmarks/vllm_engine_check.py --model "$MODEL" --limit "$PROMPTS" --vllm-python "$VPY" 2>&1 \
+        | grep -v " INFO \| WARNING " | tail -n 12 | tee "$OUT_DIR/vllm_engine.txt" || NOT_RUN+=("vLLM engine check: failed (see above)")
+    for pass in first re-run; do
+        t0=$(date +%s)
+        PYTHONPATH=src "$VPY" -m comptrust eval --model "$MODEL" --backend vllm --perspectives stereotype,fairness \
+            --profile quick --limit "$PROMPTS" --out "$OUT_DIR/eval-vllm" --quiet 2>&1 | tail -n 3
+        echo "comptrust eval --backend vllm ($pass): $(( $(date +%s) - t0 )) s"
+    done
+else
+    echo "skipped: vLLM is not installed"; NOT_RUN+=("vLLM engine check: not installed")
 fi
 
 echo

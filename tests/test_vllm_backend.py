@@ -51,6 +51,10 @@ def spec():
                     _row("s8", PROMPTS[0], 8, temperature=1.0), _row("x", PROMPTS[1], 9, temperature=1.0)],
         # ... and seed 7 alone: a sample depends on its seed, not on its batch
         "sampled_alone": [_row("s7c", PROMPTS[0], 7, temperature=1.0)],
+        # seeds 20, 21, 22 of one prompt go out as one n=3 request (child i has seed 20 + i) ...
+        "sampled_run": [_row(f"r{s}", PROMPTS[2], s, temperature=1.0) for s in (20, 21, 22)],
+        # ... and must equal the samples asked one by one (what a resumed run asks for)
+        "sampled_run_alone": [_row("r21", PROMPTS[2], 21, temperature=1.0)],
         "loglik": [{"key": "l0", "prompt": PROMPTS[1], "choices": [" yes", " no", " maybe"]}],
     }
 
@@ -93,6 +97,26 @@ def test_sampling_is_seeded_per_row(vllm_out):
     s = vllm_out["sampled"]
     assert s["s7a"] == s["s7b"] == vllm_out["sampled_alone"]["s7c"]
     assert s["s7a"] != s["s8"]
+
+
+def test_n_sample_request_equals_samples_alone(vllm_out):
+    run = vllm_out["sampled_run"]
+    assert run["r21"] == vllm_out["sampled_run_alone"]["r21"]
+    assert len({tuple(v) for v in run.values()}) == 3
+
+
+def test_samples_of_a_prompt_are_grouped_by_consecutive_seeds():
+    from comptrust.backends.base import GenItem
+    from comptrust.backends.vllm import sample_runs
+    from comptrust.types import GenParams
+
+    t = GenParams(max_new_tokens=4, temperature=1.0)
+    g = GenParams(max_new_tokens=4)
+    items = [GenItem(f"a{s}", "A", t, i, s) for i, s in enumerate((5, 6, 7, 9, 10))]
+    items += [GenItem("b", "B", t, 0, 8), GenItem("g0", "A", g, 0, 0), GenItem("g1", "A", g, 1, 0)]
+    runs = sample_runs(list(reversed(items)))
+    assert sorted([it.key for it in r] for r in runs) == [["a5", "a6", "a7"], ["a9", "a10"], ["b"], ["g0"], ["g1"]]
+    assert sorted(it.key for r in runs for it in r) == sorted(it.key for it in items)
 
 
 def test_loglikelihood_matches_hf(vllm_model, spec, vllm_out):

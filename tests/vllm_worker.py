@@ -26,7 +26,7 @@ def main() -> int:
                 for r in rows]
 
     res: dict = {"device": backend.device, "dtype": backend.dtype, "name": backend.name}
-    for group in ("greedy", "sampled", "sampled_alone"):
+    for group in ("greedy", "sampled", "sampled_alone", "sampled_run", "sampled_run_alone"):
         texts = {}
         for batch in backend.generate(items(spec[group])):
             texts.update({o.key: [o.text, o.n_tokens] for o in batch})

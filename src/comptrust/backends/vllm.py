@@ -4,9 +4,14 @@
   natively: vLLM reads the quantization config from config.json.
 - Prompts go in as token ids of the already formatted prompt, tokenized without special tokens,
   exactly as the HF backend does, so the two backends see the same tokens.
-- Each GenItem is one sample: SamplingParams(n=1, seed=<the row's seed>), so sample i of a
-  prompt is reproducible and independent of the batch, like the HF backend (the runner expands
-  a request's n into per-sample keys). temperature, top_p, top_k, max_tokens and stop map one to one.
+- Samples of one prompt go in one request: vLLM gives child i of an n-sample request the seed
+  `seed + i` and samples it exactly as a separate n=1 request with that seed, so the samples of a
+  prompt whose seeds run consecutively (s, s+1, ...) are one SamplingParams(n=k, seed=s) request,
+  and any other seed starts a new request. Sample i stays reproducible and independent of its
+  batch and of which sibling samples are asked for (a resumed run asks for the missing ones only).
+  temperature, top_p, top_k, max_tokens and stop map one to one.
+- Prefix caching is on (enable_prefix_caching): prompts that share a system prompt, task text or
+  few-shot demonstrations share their KV blocks, and the n samples of a request share one prefill.
 - Log-likelihood requests use prompt_logprobs (sum log p(continuation | context)).
 - vLLM pins its own torch and compressed-tensors, so it usually lives in its own environment
   (`pip install 'comptrust[vllm]'` there; docs/scale-out.md).
@@ -85,6 +90,30 @@ def _eos_ids(resolved: ResolvedModel, tokenizer) -> set[int]:
     return ids
 
 
+def sample_runs(items: list[GenItem]) -> list[list[GenItem]]:
+    """Items grouped into vLLM requests: one request per (prompt, params) and run of consecutive
+    seeds, since child i of an n-sample request is sampled with seed + i. Greedy samples of one
+    prompt are all alike and need no seed. Pure; the unit tests check it without vLLM."""
+    groups: dict[tuple, list[GenItem]] = defaultdict(list)
+    for it in items:
+        groups[(it.prompt, it.params)].append(it)
+    runs: list[list[GenItem]] = []
+    for (_, params), group in groups.items():
+        if params.temperature == 0:
+            runs.extend([it] for it in group)  # greedy: n=1 each (vLLM would sample n>1 greedy copies too)
+            continue
+        group = sorted(group, key=lambda it: it.seed % (2**63))
+        run = [group[0]]
+        for it in group[1:]:
+            if it.seed % (2**63) == run[-1].seed % (2**63) + 1:
+                run.append(it)
+            else:
+                runs.append(run)
+                run = [it]
+        runs.append(run)
+    return runs
+
+
 class VLLMBackend:
     name = "vllm"
 
@@ -118,6 +147,7 @@ class VLLMBackend:
             model=str(resolved.path), tokenizer=str(resolved.path), dtype=dtype, seed=seed,
             tensor_parallel_size=tensor_parallel_size, trust_remote_code=resolved.trust_remote_code,
             gpu_memory_utilization=memory_fraction,
+            enable_prefix_caching=True,  # shared system prompts / few-shot demos prefill once
         )
         max_model_len = max_model_len or int(os.environ.get("COMPTRUST_VLLM_MAX_MODEL_LEN", 0)) or None
         if max_model_len or on_cpu:
@@ -145,12 +175,12 @@ class VLLMBackend:
     def _ids(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
-    def _sampling(self, params: GenParams, seed: int):
+    def _sampling(self, params: GenParams, seed: int, n: int = 1):
         from vllm import SamplingParams
 
         greedy = params.temperature == 0
         return SamplingParams(
-            n=1, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
+            n=n, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
             top_k=params.top_k if params.top_k > 0 and not greedy else -1,  # -1: vLLM's "off"
             max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
             seed=None if greedy else seed % (2**63), skip_special_tokens=True,
@@ -164,20 +194,25 @@ class VLLMBackend:
 
     # -- protocol ------------------------------------------------------------------------------
     def generate(self, items: list[GenItem]) -> Iterator[list[GenOut]]:
-        by_params: dict[GenParams, list[GenItem]] = defaultdict(list)
-        for it in items:
-            by_params[it.params].append(it)
-        for group in by_params.values():
-            for i in range(0, len(group), self.batch_size):
-                yield self._run_batch(group[i:i + self.batch_size])
+        runs = sample_runs(items)
+        batch: list[list[GenItem]] = []
+        size = 0
+        for run in runs:
+            if batch and size + len(run) > self.batch_size:
+                yield self._run_batch(batch)
+                batch, size = [], 0
+            batch.append(run)
+            size += len(run)
+        if batch:
+            yield self._run_batch(batch)
 
-    def _run_batch(self, batch: list[GenItem]) -> list[GenOut]:
+    def _run_batch(self, runs: list[list[GenItem]]) -> list[GenOut]:
         prompts = []
-        for b in batch:
-            ids = self._ids(b.prompt)
+        for run in runs:
+            ids = self._ids(run[0].prompt)
             self._check_length(ids)
             prompts.append({"prompt_token_ids": ids})
-        sps = [self._sampling(b.params, b.seed) for b in batch]
+        sps = [self._sampling(run[0].params, run[0].seed, len(run)) for run in runs]
         t0 = time.perf_counter()
         try:
             outs = self.llm.generate(prompts, sps, use_tqdm=False)
@@ -185,22 +220,26 @@ class VLLMBackend:
             raise BackendError(f"vLLM failed on a batch ({type(e).__name__}: {_first_line(e)}); use --backend hf for this model") from None
         self.gen_seconds += time.perf_counter() - t0
         results = []
-        for b, o in zip(batch, outs):
-            ids = list(o.outputs[0].token_ids)
-            for j, t in enumerate(ids):  # the HF backend counts and decodes the tokens before EOS
-                if t in self.eos_ids:
-                    ids = ids[:j]
-                    break
-            # decode the ids ourselves, as the HF backend does: vLLM's incremental detokenizer
-            # holds back a trailing partial UTF-8 sequence, which would make texts differ
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            for s in b.params.stop:  # same trimming as the HF backend
-                cut = text.find(s)
-                if cut >= 0:
-                    text = text[:cut]
-            results.append(GenOut(b.key, text, len(ids)))
+        for run, o in zip(runs, outs):
+            # child i of the request is the sample seeded seed + i (outputs come back in child order)
+            for b, c in zip(run, sorted(o.outputs, key=lambda c: c.index)):
+                results.append(self._out(b, list(c.token_ids)))
         self.gen_tokens += sum(r.n_tokens for r in results)
         return results
+
+    def _out(self, b: GenItem, ids: list[int]) -> GenOut:
+        for j, t in enumerate(ids):  # the HF backend counts and decodes the tokens before EOS
+            if t in self.eos_ids:
+                ids = ids[:j]
+                break
+        # decode the ids ourselves, as the HF backend does: vLLM's incremental detokenizer
+        # holds back a trailing partial UTF-8 sequence, which would make texts differ
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        for s in b.params.stop:  # same trimming as the HF backend
+            cut = text.find(s)
+            if cut >= 0:
+                text = text[:cut]
+        return GenOut(b.key, text, len(ids))
 
     def loglikelihood(self, items: list[LoglikItem]) -> Iterator[list[tuple[str, tuple[float, ...]]]]:
         """sum log p(choice | prompt) per choice, with the HF backend's context/continuation split."""
