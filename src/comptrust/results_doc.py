@@ -31,6 +31,7 @@ from .locks import locked
 from .profiles import get_profile
 from .results_schema import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
 from .results_schema import RunResults, compute_overall
+from .perspectives.base import option_deviations
 
 if TYPE_CHECKING:
     from .runner import EvalConfig, Plan
@@ -200,6 +201,21 @@ def _merged_protocol(prev: dict | None, plan: "Plan") -> dict[str, Any]:
     return now
 
 
+def run_deviations(plan: "Plan", prev: dict | None, dims: dict) -> list[str]:
+    """The effective non-default switches: this run's perspective options that differ from the
+    protocol preset (where it sets them) or their defaults, the run-level switches overridden
+    against the preset, and those recorded for kept dimensions of a merged document."""
+    from .protocol import PRESETS, RUN_KEYS
+
+    proto = getattr(plan, "protocol", None) or {}
+    now = option_deviations(plan.options, PRESETS.get(proto.get("name"), {}))
+    now += [f"{k}={v.get('effective')} (protocol {proto.get('name')}: {v.get('preset')})"
+            for k, v in (proto.get("overridden") or {}).items() if k in RUN_KEYS]
+    old = ((prev or {}).get("provenance") or {}).get("deviations") or []
+    kept = [d for d in old if d.partition(":")[0] in dims and d.partition(":")[0] not in plan.options]
+    return sorted(set(now + kept))
+
+
 def _results_doc(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: dict | None, scorers: dict) -> dict:
     """The document for `dims` (every dimension it will hold); `prev` is the document being
     merged into, already checked compatible (or None when it is replaced)."""
@@ -223,7 +239,7 @@ def _results_doc(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: d
         "peak_load_mem_bytes": eff.get("peak_load_mem_bytes", prev_eff.get("peak_load_mem_bytes")),
         "tokens_per_s": eff.get("tokens_per_s", prev_eff.get("tokens_per_s")),
     }
-    deviations = sorted({n for d in dims.values() for n in d.get("notes", [])})
+    deviations = run_deviations(plan, prev, dims)
     prev_scorers = ((prev or {}).get("provenance") or {}).get("scorers") or {}
     all_scorers = {k: v for k, v in {**prev_scorers, **scorers}.items() if k in dims}
     return {
@@ -240,7 +256,9 @@ def _results_doc(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: d
             "system_role_merged": plan.formatter.system_role_merged,
             "notes": [*r.notes, *plan.formatter.notes],
         },
-        "backend": eff.get("backend") or prev_backend or {"name": cfg.backend, "device": cfg.device or "cpu", "dtype": cfg.dtype or "float32"},
+        # every answer from the store and no earlier record: the backend that made them (it is in
+        # each answer's key) is known, the device and dtype it ran on are not
+        "backend": eff.get("backend") or prev_backend or {"name": cfg.backend, "device": None, "dtype": None},
         "efficiency": efficiency,
         "profile": profile_info(cfg),
         "options": _json_options(cfg.options),

@@ -82,13 +82,13 @@ class ModelInfo(_Strict):
 
 class BackendInfo(_Strict):
     name: str
-    device: str | None = None
-    dtype: str | None = None
+    device: str | None = Field(None, description="null when this run loaded no model (every answer came from the store) and no earlier document recorded it")
+    dtype: str | None = Field(None, description="as device")
 
 
 class EfficiencyInfo(_Strict):
     size_bytes: int | None = None
-    peak_load_mem_bytes: int | None = None
+    peak_load_mem_bytes: int | None = Field(None, description="peak resident memory (host RSS high-water mark) added from before the model load through its first batch; null where not measurable or no model was loaded")
     tokens_per_s: float | None = None
 
 
@@ -155,7 +155,7 @@ class Overall(_Strict):
 class Provenance(_Strict):
     data: DataProvenance = Field(default_factory=DataProvenance)
     scorers: dict[str, Any] = Field(default_factory=dict, description="scorer name -> version / settings")
-    deviations: list[str] = Field(default_factory=list, description="named deviations from DecodingTrust")
+    deviations: list[str] = Field(default_factory=list, description="the effective non-default switches: 'dimension: key=value' for each perspective option that differs from the protocol preset (or its default), and run-level switches overridden against the preset")
 
 
 class ProtocolInfo(_Strict):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from .errors import ConfigError
 from .faults import checkpoint
 from .models.chat import ChatFormatter
 from .models.resolve import ResolvedModel, resolve_model
+from .peakmem import PeakMemory
 from .perspectives.base import PerspectiveContext, get_perspective, resolve_options
 from .protocol import resolve as resolve_protocol
 from .profiles import get_profile
@@ -244,11 +244,15 @@ def generate_missing(cfg: EvalConfig, plan: Plan, store: Store, on_start: Callab
         return {}
     by_key = {u.key: u for u in missing}
     advance = on_start(len(missing)) if on_start else (lambda a, b: None)
-    rss0 = _rss_bytes()
+    mem = PeakMemory.start()  # the load and the first batch: weights, buffers, activations
     t_load = time.perf_counter()
     backend = _make_backend(cfg, plan.resolved)
     load_s = time.perf_counter() - t_load
-    load_mem = _rss_bytes() - rss0
+    peak: list[int | None] = []  # set once, after the first batch of either kind
+
+    def first_batch_done() -> None:
+        if not peak:
+            peak.append(mem.peak_added())
 
     def row(u: Unit, text: str, n_tokens: int) -> dict[str, Any]:
         return {"key": u.key, "model_fp": plan.resolved.fingerprint, "backend": backend.name,
@@ -261,26 +265,20 @@ def generate_missing(cfg: EvalConfig, plan: Plan, store: Store, on_start: Callab
     for batch in backend.generate(gen_items):
         checkpoint("generate.batch")
         store.put_many([row(by_key[o.key], o.text, o.n_tokens) for o in batch])
+        first_batch_done()
         advance(len(batch), sum(o.n_tokens for o in batch))
     if ll_items:
         for batch in backend.loglikelihood(ll_items):
             store.put_many([row(by_key[k], json.dumps(list(v)), 0) for k, v in batch])
+            first_batch_done()
             advance(len(batch), 0)
     eff = {"backend": {"name": backend.name, "device": backend.device, "dtype": backend.dtype},
            "load_seconds": round(load_s, 2),
-           # resident memory the model load added to this process (weights + framework state)
-           "peak_load_mem_bytes": load_mem if load_mem > 0 else None}
+           # peak resident memory added from before the load through the first batch
+           "peak_load_mem_bytes": peak[0] if peak else None}
     if backend.gen_seconds > 0 and backend.gen_tokens > 0:
         eff["tokens_per_s"] = round(backend.gen_tokens / backend.gen_seconds, 2)
     return eff
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:  # not Linux
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def collect_generations(plan: Plan, store: Store) -> dict[str, list[Generation]]:

@@ -36,8 +36,9 @@ Optional hooks, each with a default here (the runner and report call them uncond
                           worst-regressing samples in reports (default: None = not defined)
   bootstrap_mean_key      set when aggregate().score == mean(values[key]) * 100, which lets the
                           bootstrap run vectorised (default: None)
-  deviations()            "key=value" for each option that differs from its default (default:
-                          computed from the Options model); results list them as deviations
+  deviations(preset)      "key=value" for each option that differs from the protocol preset's
+                          value or its default (computed from the Options model); results.json
+                          lists them under provenance.deviations
 
 `aggregate` must be a pure function of the list of SampleScores (plus ctx and self.options),
 because the statistics module calls it on bootstrap resamples of that list.
@@ -141,14 +142,9 @@ class Perspective:
     def sample_utility(self, s: SampleScore) -> float | None:
         return None
 
-    def deviations(self) -> list[str]:
-        """The effective options that differ from their defaults, as 'key=value'."""
-        out = []
-        for k, f in type(self.options).model_fields.items():
-            v = getattr(self.options, k)
-            if v != f.get_default(call_default_factory=True):
-                out.append(f"{k}={v}")
-        return out
+    def deviations(self, preset: Mapping[str, Any] | None = None) -> list[str]:
+        """'key=value' for each option that differs from the preset's value (or its default)."""
+        return [d.partition(": ")[2] for d in option_deviations({self.name: self.options}, preset)]
 
     def effective_options(self) -> dict[str, Any]:
         return self.options.model_dump(mode="json")
@@ -157,6 +153,21 @@ class Perspective:
     def scorer_id(self) -> str:
         """Names this perspective's scores in the score cache: a new version never reuses old ones."""
         return f"{self.name}@{self.version}"
+
+
+def option_deviations(options: Mapping[str, PerspectiveOptions], preset: Mapping[str, Any] | None = None) -> list[str]:
+    """'dimension: key=value' for every effective option that differs from its baseline: the
+    protocol preset's value where the preset sets the key, else the option's default."""
+    preset = preset or {}
+    out = []
+    for name, opts in options.items():
+        for k, f in type(opts).model_fields.items():
+            v = getattr(opts, k)
+            base = preset[k] if k in preset else f.get_default(call_default_factory=True)
+            if v != base and not (isinstance(v, tuple) and list(v) == base):
+                shown = ",".join(map(str, v)) if isinstance(v, (tuple, list)) else v
+                out.append(f"{name}: {k}={shown}")
+    return out
 
 
 # The registry and the dimension catalogue live in .registry; re-exported here because
@@ -172,7 +183,7 @@ from .registry import (  # noqa: E402
 )
 
 __all__ = [
-    "DimensionInfo", "Perspective", "PerspectiveContext", "PerspectiveOptions", "catalogue",
+    "DimensionInfo", "Perspective", "PerspectiveContext", "PerspectiveOptions", "catalogue", "option_deviations",
     "dimension_title", "get_perspective", "list_perspectives", "make_options", "register",
     "resolve_options",
 ]

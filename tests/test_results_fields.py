@@ -1,0 +1,51 @@
+"""results.json fields mean what they say: peak memory is a peak, no invented backend record,
+deviations are the effective non-default switches only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from clihelp import run_cli
+
+from comptrust.peakmem import PeakMemory
+
+
+def test_peak_memory_is_a_peak_not_what_is_left():
+    m = PeakMemory.start()
+    if not m.resettable:
+        assert m.peak_added() is None  # not measurable here: said, not guessed
+        return
+    a = np.ones(30_000_000)  # 240 MB, touched
+    del a  # gone again before the measurement
+    assert m.peak_added() >= 200_000_000
+
+
+def test_cached_rerun_and_deviations(capsys, tmp_path, tiny_model):
+    out = tmp_path / "run"
+    args = ["eval", "--model", str(tiny_model), "-p", "stereotype", "--limit", "2", "--out", str(out),
+            "--option", "stereotype_round=false", "--quiet"]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    first = json.loads((out / "results.json").read_text())
+    assert first["backend"]["device"] and first["backend"]["dtype"]  # a model was loaded and ran
+    peak = first["efficiency"]["peak_load_mem_bytes"]
+    assert peak is None or peak > 0
+    # only the switch set away from the protocol's value / default, once; no perspective notes
+    assert first["provenance"]["deviations"] == ["stereotype: stereotype_round=False"]
+
+    (out / "results.json").unlink()  # no earlier record: every answer now comes from the store
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    again = json.loads((out / "results.json").read_text())
+    assert again["backend"] == {"name": "hf", "device": None, "dtype": None}  # not an invented cpu/float32
+    assert again["efficiency"]["peak_load_mem_bytes"] is None and again["efficiency"]["tokens_per_s"] is None
+    assert again["dimensions"]["stereotype"]["score"] == first["dimensions"]["stereotype"]["score"]
+
+    rep = tmp_path / "rep"
+    code, _, err = run_cli(capsys, "report", str(out), "--out", str(rep), "--n-boot", "20")
+    assert code == 0, err
+    md = (rep / "report.md").read_text()
+    assert md.count("stereotype\\_round=False") == 1  # Markdown-escaped
+    lines = [ln for ln in md.splitlines() if ln.startswith("- ") and len(ln) > 20]
+    assert len(lines) == len(set(lines)), "a note printed twice"
