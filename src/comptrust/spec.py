@@ -109,6 +109,10 @@ class SweepSpec(_Strict):
     batch_size: int = Field(default=16, ge=1)
     on_bad_row: Literal["fail", "skip"] = "fail"
     device: str | None = None  # cpu | cuda; default: cuda when available
+    # which engine generates: hf (transformers, this machine), vllm (GPU machines, prefix caching;
+    # its own environment), openai (an OpenAI-compatible endpoint: models are openai:NAME@URL refs)
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    tensor_parallel_size: int = Field(default=1, ge=1)  # vllm: GPUs per model
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,22 @@ def expand_variant(v: VariantEntry) -> list[tuple[str, Any]]:
     return out
 
 
+BACKENDS = ("hf", "vllm", "openai")
+
+
+def backend_fit_errors(spec: SweepSpec) -> list[tuple[Loc, str]]:
+    """The spec's models and variants must suit its backend (also checked for `--backend`)."""
+    errors: list[tuple[Loc, str]] = []
+    for i, m in enumerate(spec.models):
+        if (spec.backend == "openai") != m.ref.startswith("openai:"):
+            errors.append((("models", i, "ref"),
+                           f"model {m.ref!r} does not fit backend {spec.backend}: openai:NAME@URL models need "
+                           "backend openai, local and hub models hf or vllm"))
+    if spec.backend == "openai" and spec.variants:
+        errors.append((("variants",), "an endpoint model cannot be compressed here; remove variants or use backend hf | vllm"))
+    return errors
+
+
 def _check_meaning(spec: SweepSpec, base_dir: Path) -> list[tuple[Loc, str]]:
     from .errors import CompressionError
     from .perspectives.base import list_perspectives
@@ -301,6 +321,7 @@ def _check_meaning(spec: SweepSpec, base_dir: Path) -> list[tuple[Loc, str]]:
             resolve_options(list(spec.dimensions), raw)  # unknown or ill-typed options
         except ConfigError as e:
             errors.append((("options",), str(e)))
+    errors += backend_fit_errors(spec)
     if spec.profile not in PROFILES:
         errors.append((("profile",), f"unknown profile {spec.profile!r}; use one of: {', '.join(PROFILES)}"))
     if spec.data_dir is not None:

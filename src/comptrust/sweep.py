@@ -322,6 +322,7 @@ def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=
                         profile=spec.profile, seed=spec.seed, limit=spec.limit, options=dict(spec.options),
                         protocol=spec.protocol,
                         on_bad_row=spec.on_bad_row, device=spec.device, batch_size=spec.batch_size,
+                        backend=spec.backend, tensor_parallel_size=spec.tensor_parallel_size,
                         chat_template=entry.chat_template, trust_remote_code=model.trust_remote_code,
                     )
                     # the dense model was resolved (and fingerprinted) by prepare(); do not hash it again

@@ -14,7 +14,7 @@ import typer
 
 
 def apply_overrides(loaded, *, data_dir: Optional[Path] = None, limit: Optional[int] = None,
-                    profile: Optional[str] = None):
+                    profile: Optional[str] = None, backend: Optional[str] = None):
     """Command-line overrides of a spec's eval settings (validated like the spec's own)."""
     import dataclasses
 
@@ -26,6 +26,16 @@ def apply_overrides(loaded, *, data_dir: Optional[Path] = None, limit: Optional[
     if profile is not None:
         get_profile(profile)
         upd["profile"] = profile
+    if backend is not None:
+        from ..errors import ConfigError
+        from ..spec import BACKENDS, backend_fit_errors
+
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown --backend {backend!r}; use {' | '.join(BACKENDS)}")
+        problems = backend_fit_errors(loaded.spec.model_copy(update={"backend": backend}))
+        if problems:
+            raise ConfigError(f"--backend {backend}: {problems[0][1]}")
+        upd["backend"] = backend
     new = loaded
     if upd:
         new = dataclasses.replace(new, spec=new.spec.model_copy(update=upd))
@@ -292,11 +302,12 @@ def register(app: typer.Typer) -> None:
         executor: str = typer.Option("local", "--executor", help="local | ray (pip install 'comptrust[ray]'; docs/scale-out.md)"),
         address: Optional[str] = typer.Option(None, "--address", help="--executor ray: HOST:PORT of a running cluster (default: start a local one)"),
         ray_cpus: Optional[int] = typer.Option(None, "--ray-cpus", min=1, help="--executor ray without --address: CPUs of the local cluster"),
+        backend: Optional[str] = typer.Option(None, "--backend", help="override the spec's backend: hf | vllm (GPU, its own environment; docs/scale-out.md) | openai"),
     ) -> None:
         """Compress, evaluate and report a whole grid from one spec; resumable."""
         from ..spec import load_spec
 
-        loaded = apply_overrides(load_spec(spec), data_dir=data_dir, limit=limit, profile=profile)
+        loaded = apply_overrides(load_spec(spec), data_dir=data_dir, limit=limit, profile=profile, backend=backend)
         ex = None if dry_run else make_executor(executor, address, ray_cpus)
         try:
             execute(loaded, out, dry_run=dry_run, n_boot=n_boot, tokens_per_s=tokens_per_s, executor=ex)
