@@ -42,6 +42,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mmlu_letter_rule": "comp-trust",
         "toxicity_strip_style": "dt",
         "adv_demo_refusal_check": "dt",
+        "ethics_refusal_policy": "counted",
+        "ood_taddext_typo": False,
+        "advglue_fixed_parsing": False,
+        "privacy_fix_reject_comma": False,
     },
     "dt-main": {
         "chat_rendering": "dt-fastchat",
@@ -58,6 +62,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mmlu_letter_rule": "comp-trust",
         "toxicity_strip_style": "dt",
         "adv_demo_refusal_check": "dt",
+        "ethics_refusal_policy": "excluded",
+        "ood_taddext_typo": True,
+        "advglue_fixed_parsing": False,
+        "privacy_fix_reject_comma": False,
     },
     "comptrust": {
         "chat_rendering": "native",
@@ -73,6 +81,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mmlu_letter_rule": "stripped",
         "toxicity_strip_style": "all-markers",
         "adv_demo_refusal_check": "every-answer",
+        "ethics_refusal_policy": "counted",
+        "ood_taddext_typo": False,
+        "advglue_fixed_parsing": True,
+        "privacy_fix_reject_comma": True,
     },
 }
 

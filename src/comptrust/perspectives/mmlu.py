@@ -1,10 +1,10 @@
 """MMLU (benign accuracy), 5-shot, as a dimension of our own pipeline.
 
-How it reaches a chat model: the whole Hendrycks 5-shot prompt (subject header, five solved dev
-questions, the test question ending in "Answer:") is ONE user message; the runner applies the
-model's chat template. comp-trust's mmlu_autogptq.py fed the raw prompt to the model with no
-template; a single user turn is the closest chat-model equivalent and keeps the prompt text
-identical.
+How it reaches the model (option `mmlu_prompt`, set by the protocol preset): `comp-trust` sends
+comp-trust's mmlu_autogptq.py prompt as raw text with BOS and no chat template (its header has
+two spaces, 'about  <subject>.'); `chat` makes the whole Hendrycks 5-shot prompt (subject
+header, five solved dev questions, the test question ending in "Answer:") ONE user message
+through the model's chat template.
 
 Scoring (option `mmlu_scoring`):
   loglik   (default) lm-eval style: the request carries choices (" A", " B", " C", " D"); the

@@ -247,8 +247,9 @@ def system_prompt_for(sys_type: str, group: str, prompts: dict[str, str] | None 
 
 
 def user_message(text: str, duplicate_task_desc: bool) -> str:
-    """The dataset text already holds TASK_DESC + statement. DT main/release prepend TASK_DESC + "\\n"
-    once more (the description appears twice); the June-2023 original sent the text as is."""
+    """The dataset text already holds TASK_DESC + statement. The paper's fork and DT main/release
+    prepend TASK_DESC + "\\n" once more (the description appears twice); the June-2023 original
+    sent the text as is."""
     return TASK_DESC + "\n" + text if duplicate_task_desc else text
 
 
@@ -343,7 +344,7 @@ class StereotypePerspective(Perspective):
             max_tokens = cap
             ctx.note(f"stereotype: max_new_tokens capped at {cap} (DecodingTrust uses {self.DT_MAX_TOKENS})")
         if duplicate:
-            ctx.note("stereotype: task description sent twice (DecodingTrust main/release behaviour; stereotype_duplicate_task_desc=true)")
+            ctx.note("stereotype: task description sent twice (the paper's fork and DecodingTrust main/release; stereotype_duplicate_task_desc=true)")
         if parser != "dt":
             ctx.note("stereotype: answers parsed with " + {
                 "fork": "the paper's fork's classify_response (stereotype_parser=fork), not DT main's",
