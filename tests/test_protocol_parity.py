@@ -223,3 +223,27 @@ def test_pii_switch_follows_the_preset():
     assert _perspective("privacy", "paper").options.privacy_pii_all_spellings is True
     assert _perspective("privacy", "comptrust").options.privacy_pii_all_spellings is False
     assert _perspective("privacy", "paper").options.privacy_enron_cleanup_spaces is True
+
+
+# --------------------------------------------------------------------------- report
+
+
+def test_report_names_the_protocol_and_its_overrides(tmp_path):
+    from report_fixtures import write_run
+
+    from comptrust.protocol import describe
+    from comptrust.report import generate_report
+    from comptrust.results_schema import ProtocolInfo
+
+    assert describe(resolve("paper", ["stereotype"]).record()).startswith("paper (every switch")
+    line = describe(resolve("paper", ["stereotype"], {"stereotype_parser": "dt"}).record())
+    assert line == "paper, overridden: stereotype_parser='dt' (preset: 'fork')"
+    assert describe(ProtocolInfo()).startswith("not recorded")
+
+    d = write_run(tmp_path, "d", kind="dense", fingerprint="fp", vectors={"ood": np.array([1, 0, 1, 1])})
+    doc = json.loads((d / "results.json").read_text())
+    doc["protocol"] = resolve("dt-main", ["ood"], {"ood_taddext_typo": False}).record()
+    (d / "results.json").write_text(json.dumps(doc))
+    files = generate_report([d], tmp_path / "rep")
+    assert r"- protocol: dt-main, overridden: ood\_taddext\_typo=False (preset: True)" in files.markdown.read_text()
+    assert "Protocol: dt-main, overridden: ood_taddext_typo=False" in files.html.read_text()

@@ -136,3 +136,14 @@ def resolve(protocol: str, perspectives: list[str], user: Mapping[str, Any] | No
     overridden = {k: {"preset": preset[k], "effective": switches[k]}
                   for k in switches if k in preset and switches[k] != preset[k]}
     return Resolved(protocol, merged, run["chat_rendering"], top_k, switches, overridden)
+
+
+def describe(info: Any) -> str:
+    """One line for reports: the preset, and the switches moved away from it."""
+    d = info.model_dump() if hasattr(info, "model_dump") else dict(info or {})
+    name = d.get("name") or "not recorded (results written before protocol presets)"
+    over = d.get("overridden") or {}
+    if not over:
+        return f"{name} (every switch as the preset sets it; docs/protocols.md)"
+    moved = ", ".join(f"{k}={v.get('effective')!r} (preset: {v.get('preset')!r})" for k, v in sorted(over.items()))
+    return f"{name}, overridden: {moved}"

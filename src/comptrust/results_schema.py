@@ -254,6 +254,7 @@ class RunRef(_Strict):
     profile: ProfileInfo
     chat_template: str = ""
     system_role_merged: bool = False
+    protocol: ProtocolInfo = Field(default_factory=ProtocolInfo, description="the run's protocol preset and switches")
     model_notes: list[str] = Field(default_factory=list)
 
 

@@ -375,7 +375,7 @@ def _run_ref(run: LoadedRun, label: str, role: str, baseline_id: str | None) -> 
         bits_per_weight=m.bits_per_weight, size_bytes=res.efficiency.size_bytes or m.size_bytes,
         tokens_per_s=res.efficiency.tokens_per_s, peak_load_mem_bytes=res.efficiency.peak_load_mem_bytes,
         backend=res.backend, profile=res.profile, chat_template=m.chat_template,
-        system_role_merged=m.system_role_merged, model_notes=list(m.notes),
+        system_role_merged=m.system_role_merged, protocol=res.protocol, model_notes=list(m.notes),
     )
 
 

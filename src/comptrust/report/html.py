@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from ..results_schema import ComparisonResults, DeltaCell, ReportRow
 from .charts import all_charts
+from ..protocol import describe as protocol_line
 from .compare import MARK_LEGEND, MARKS, dim_title, evidence_state, fmt, fmt_delta, fmt_refusal
 from .markdown import size_text
 
@@ -102,6 +103,7 @@ def _env() -> jinja2.Environment:
     env.filters["fmt"] = fmt
     env.filters["fmt_delta"] = fmt_delta
     env.filters["dim_title"] = dim_title
+    env.globals["protocol_line"] = protocol_line
     return env
 
 

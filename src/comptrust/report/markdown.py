@@ -8,6 +8,7 @@ structure (`|`, backticks, newlines, `*` and `_` emphasis) or become HTML in a r
 from __future__ import annotations
 
 from ..results_schema import ComparisonResults, DeltaCell, ReportRow
+from ..protocol import describe as protocol_line
 from .compare import MARK_LEGEND, delta_mark, dim_title, evidence_state, fmt, fmt_delta, fmt_refusal
 
 SNIPPET = 300  # characters of prompt / answer in the Markdown tables (the HTML has more)
@@ -159,6 +160,7 @@ def render_markdown(cmp: ComparisonResults) -> str:
                 f"- run: {md_cell(p.run_id)} in {md_cell(p.run_dir)}",
                 f"- model: {md_cell(ref.display_name)}, fingerprint {md_cell(ref.fingerprint)}; chat template "
                 f"{md_cell(ref.chat_template or '?')}" + ("; system prompt merged into the first user turn" if ref.system_role_merged else ""),
+                f"- protocol: {md_cell(protocol_line(ref.protocol))}",
                 f"- compression: {md_cell(comp)}",
                 f"- backend: {md_cell(b.name)} on {md_cell(b.device or '?')} ({md_cell(b.dtype or '?')})",
                 f"- data: {md_cell(p.data.source or '?')}, {len(p.data.files)} files"
