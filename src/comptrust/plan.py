@@ -235,7 +235,7 @@ def params_from_name(ref: str) -> int | None:
 
 def params_in_checkpoint(path: Path) -> int | None:
     """Parameter count from the safetensors headers (shapes only; no weights are read)."""
-    import struct
+    from .st_header import read_header, tensors
 
     total = 0
     files = sorted(Path(path).glob("*.safetensors"))
@@ -243,13 +243,8 @@ def params_in_checkpoint(path: Path) -> int | None:
         return None
     try:
         for f in files:
-            with f.open("rb") as fh:
-                (n,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(n))
-            for k, v in header.items():
-                if k != "__metadata__":
-                    total += math.prod(v.get("shape", []))
-    except (OSError, ValueError, struct.error):
+            total += sum(math.prod(v.get("shape", [])) for v in tensors(read_header(f)[1]).values())
+    except (OSError, ValueError):
         return None
     return total or None
 

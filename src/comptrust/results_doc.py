@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
+from .atomic import atomic_write_text
 from .errors import ConfigError
 from .faults import checkpoint
 from .locks import locked
 from .profiles import get_profile
 from .results_schema import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
 from .results_schema import RunResults, compute_overall
+from .versions import library_versions
 from .perspectives.base import option_deviations
 
 if TYPE_CHECKING:
@@ -46,15 +48,8 @@ _DEFAULT_OPTIONS = {"toxicity_scorer": "default"}
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"comptrust": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "transformers", "llmcompressor", "compressed-tensors", "datasets", "fairlearn"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
+    return {"comptrust": __version__, "python": platform.python_version(),
+            **library_versions(("torch", "transformers", "llmcompressor", "compressed-tensors", "datasets", "fairlearn"))}
 
 
 def _read_json(path: Path) -> dict | None:
@@ -270,11 +265,7 @@ def _results_doc(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: d
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    checkpoint("atomic.rename")
-    os.replace(tmp, path)
+_atomic_write = atomic_write_text  # the name runner and sweep import
 
 
 def _dump(doc: dict) -> str:

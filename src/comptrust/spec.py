@@ -76,6 +76,7 @@ class VariantEntry(_Strict):
     seq_len: int = 512
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     chat_template_calib: bool = False
+    awq_n_grid: int | None = None  # AWQ only: scale grid points (default: llm-compressor's 20)
 
     @field_validator("name")
     @classmethod
@@ -109,6 +110,9 @@ class SweepSpec(_Strict):
     batch_size: int = Field(default=16, ge=1)
     on_bad_row: Literal["fail", "skip"] = "fail"
     device: str | None = None  # cpu | cuda; default: cuda when available
+    # torch intra-op threads while a variant is built here (None: torch's default). A build
+    # setting, not part of any variant's identity; see docs/sweep.md, "Build speed".
+    compress_threads: int | None = Field(default=None, ge=1)
     # which engine generates: hf (transformers, this machine), vllm (GPU machines, prefix caching;
     # its own environment), openai (an OpenAI-compatible endpoint: models are openai:NAME@URL refs)
     backend: Literal["hf", "vllm", "openai"] = "hf"
@@ -145,7 +149,7 @@ def builtin_specs() -> list[str]:
 
 
 def spec_path(name_or_path: str | Path) -> Path:
-    """A path as given, or a built-in spec's file (`paper`, `demo`, `demo-mini`)."""
+    """A path as given, or a built-in spec's file (`paper`, `demo`, `demo-full`)."""
     p = Path(name_or_path).expanduser()
     if p.is_file():
         return p
@@ -255,7 +259,8 @@ def expand_variant(v: VariantEntry) -> list[tuple[str, Any]]:
     for seed in v.seeds:
         cs = CompressSpec.make(v.method, bits=v.bits, group_size=v.group_size, symmetric=v.symmetric,
                                sparsity=v.sparsity, structure=v.structure, calib=v.calib, n_calib=v.n_calib,
-                               seq_len=v.seq_len, seed=seed, chat_template_calib=v.chat_template_calib)
+                               seq_len=v.seq_len, seed=seed, chat_template_calib=v.chat_template_calib,
+                               awq_n_grid=v.awq_n_grid)
         out.append((f"{v.name}-s{seed}" if len(v.seeds) > 1 else v.name, cs))
     return out
 

@@ -80,9 +80,9 @@ def _now() -> str:
 
 
 def _atomic_write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from .atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n", "sweep.state.rename")
 
 
 def read_state(out_dir: Path) -> dict | None:

@@ -6,7 +6,6 @@ throughput figure comes from), asks nothing, then builds, evaluates and reports,
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -104,88 +103,6 @@ def print_plan(prepared, workload, cost, verbose: bool = True) -> None:
                       "shown by --dry-run and in the report[/dim]")
 
 
-class RichEvents:
-    """SweepEvents on a rich Progress: one bar for the job list, one for the current generation."""
-
-    def __init__(self, progress, total: int, cost=None, out_dir: Path | None = None) -> None:
-        from .progress import console
-
-        self.p = progress
-        self.console = console
-        self.overall = progress.add_task("sweep", total=total, what="jobs", tps="")
-        self.gen = None
-        self.t0 = 0.0
-        self.tokens = 0
-        self.cost, self.out_dir = cost, out_dir
-        self.pending = set(cost.remaining) if cost else set()
-        self.measured: list[float] = []
-
-    def _time_left(self, job) -> None:
-        """After an eval: its measured throughput and the time left at the median measured rate."""
-        import json
-        import statistics
-
-        from ..plan import fmt_seconds
-
-        if self.cost is None or self.out_dir is None:
-            return
-        try:
-            tps = json.loads((self.out_dir / job.out_dir / "results.json").read_text())["efficiency"]["tokens_per_s"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return
-        if not tps:
-            return
-        self.measured.append(float(tps))
-        rate = statistics.median(self.measured)
-        left = sum(s for j, s in self.cost.build_seconds.items() if j in self.pending)
-        left += sum(1 for j in self.cost.eval_seconds_each if j in self.pending) * self.cost.workload.token_budget / rate
-        self.console.print(f"  [dim]measured {tps:g} tok/s; about {fmt_seconds(left)} left at {rate:g} tok/s[/dim]")
-
-    def log(self, text: str) -> None:
-        from rich.markup import escape
-
-        self.console.print(f"[dim]  {escape(text)}[/dim]")
-
-    def job_started(self, job, index: int, total: int, note: str = "") -> None:
-        from rich.markup import escape
-
-        self.p.update(self.overall, what=escape(job.id))
-        if not note:
-            self.console.print(f"[bold][{index + 1}/{total}][/bold] {escape(job.id)}")
-
-    def job_finished(self, job, status: str, detail: str = "") -> None:
-        from rich.markup import escape
-
-        if self.gen is not None:
-            self.p.remove_task(self.gen)
-            self.gen = None
-        self.p.advance(self.overall)
-        self.pending.discard(job.id)
-        if status == "done" and detail.startswith("skipped"):
-            return
-        color = {"done": "green", "failed": "red"}.get(status, "yellow")
-        self.console.print(f"  [{color}]{status}[/{color}] {escape(job.id)}" + (f": {escape(detail)}" if detail else ""))
-        if status == "done" and job.kind == "eval" and self.pending:
-            self._time_left(job)
-
-    def eval_progress(self, job):
-        def on_start(total: int):
-            self.t0, self.tokens = time.perf_counter(), 0
-            self.gen = self.p.add_task("gen", total=total, what="generating", tps="")
-
-            def advance(units: int, tokens: int) -> None:
-                self.tokens += tokens
-                dt = max(1e-6, time.perf_counter() - self.t0)
-                self.p.update(self.gen, advance=units, tps=f"{self.tokens / dt:.1f} tok/s")
-
-            return advance
-
-        return on_start
-
-    def report_started(self) -> None:
-        self.console.print("writing the report (bootstrap CIs)...")
-
-
 def plan_and_cost(prepared, tokens_per_s: float | None = None):
     from ..plan import Throughput, default_throughput, estimate, measure_workload, measured_throughput, params_from_name, params_in_checkpoint
 
@@ -264,23 +181,31 @@ def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000, tok
             executor=None) -> object | None:
     """Plan, print the cost, and (unless dry_run) run the sweep; returns the SweepResult."""
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..report import CompareOptions
     from ..sweep import SweepError, prepare, run_sweep
-    from .progress import console
+    from .progress import SweepDisplay, console, sweep_progress
+    from .thirdparty import third_party_to_log
 
-    prepared = prepare(loaded, out, download=not dry_run, log=lambda s: console.print(f"[dim]note: {escape(s)}[/dim]"))
-    workload, cost = plan_and_cost(prepared, tokens_per_s)
-    print_plan(prepared, workload, cost, verbose=dry_run)
+    # Third-party output (llm-compressor's loguru lines, tqdm bars, transformers/torch warnings)
+    # goes to DIR/comptrust.log; the console shows comptrust's plan, one live display and its
+    # own result lines, then one line per warning that matters.
+    with third_party_to_log() as tp:
+        prepared = prepare(loaded, out, download=not dry_run, log=lambda s: console.print(f"[dim]note: {escape(s)}[/dim]"))
+        workload, cost = plan_and_cost(prepared, tokens_per_s)
+        print_plan(prepared, workload, cost, verbose=dry_run)
+        if dry_run:
+            console.print("dry run: nothing built, evaluated or written")
+        else:
+            log_path = tp.move_to(prepared.out_dir)
+            console.print(f"[dim]third-party logs (llm-compressor, transformers, progress bars): {escape(str(log_path))}[/dim]")
+            with sweep_progress() as progress:
+                events = SweepDisplay(progress, len(prepared.plan.jobs), cost, prepared.out_dir)
+                result = run_sweep(prepared, events, report_options=CompareOptions(n_boot=n_boot), executor=executor)
+    for line in tp.summary_lines():
+        console.print(f"[yellow]{escape(line)}[/yellow]")
     if dry_run:
-        console.print("dry run: nothing built, evaluated or written")
         return None
-    progress = Progress(TextColumn("{task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), console=console, transient=False)
-    with progress:
-        events = RichEvents(progress, len(prepared.plan.jobs), cost, prepared.out_dir)
-        result = run_sweep(prepared, events, report_options=CompareOptions(n_boot=n_boot), executor=executor)
     print_summary(result, list(loaded.spec.dimensions))
     if result.failed:
         raise SweepError(f"{len(result.failed)} job(s) failed ({', '.join(result.failed)}); see {prepared.out_dir / 'sweep.json'}, "
@@ -291,7 +216,7 @@ def execute(loaded, out: Path, *, dry_run: bool = False, n_boot: int = 1000, tok
 def register(app: typer.Typer) -> None:
     @app.command("sweep")
     def sweep(
-        spec: str = typer.Argument(..., help="sweep spec: a .yaml path or a built-in name (paper, demo, demo-mini)"),
+        spec: str = typer.Argument(..., help="sweep spec: a .yaml path or a built-in name (paper, demo, demo-full)"),
         out: Path = typer.Option(..., "--out", "-o", help="sweep directory (created; re-running resumes)"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its cost, then stop"),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="override the spec's data_dir (a DecodingTrust checkout)"),

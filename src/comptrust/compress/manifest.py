@@ -76,12 +76,7 @@ class Manifest(BaseModel):
 
 
 def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    """Part of the variant fingerprint: keep the package list and the 'absent' marker stable."""
+    from ..versions import library_versions as versions
 
-    out = {}
-    for pkg in ("comptrust", "llmcompressor", "compressed-tensors", "transformers", "torch"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
+    return versions(("comptrust", "llmcompressor", "compressed-tensors", "transformers", "torch"), absent="absent")

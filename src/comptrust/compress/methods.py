@@ -52,6 +52,9 @@ class CompressSpec:
     seq_len: int = 512
     seed: int | None = 0  # None for methods without calibration (their result does not depend on it)
     chat_template_calib: bool = False
+    # AWQ only: points of its per-layer scale grid search (None = llm-compressor's 20, the paper's);
+    # the demo lowers it to fit a CPU (each point re-runs the layer on the calibration set)
+    awq_n_grid: int | None = None
 
     @property
     def is_quant(self) -> bool:
@@ -70,7 +73,10 @@ class CompressSpec:
         return int(n), int(m)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["awq_n_grid"] is None:  # left at the library default: absent, as in requests made before the option
+            del d["awq_n_grid"]
+        return d
 
     @classmethod
     def make(
@@ -87,6 +93,7 @@ class CompressSpec:
         seq_len: int = 512,
         seed: int | None = 0,
         chat_template_calib: bool = False,
+        awq_n_grid: int | None = None,
     ) -> "CompressSpec":
         method = (method or "").strip().lower()
         if method not in METHODS:
@@ -129,12 +136,17 @@ class CompressSpec:
             raise CompressionError(f"--n-calib {n_calib} must be at least 1")
         if seq_len < 8:
             raise CompressionError(f"--seq-len {seq_len} is too short; use at least 8 tokens (512 is the paper's setting)")
+        if awq_n_grid is not None:
+            if method != "awq":
+                raise CompressionError(f"awq_n_grid applies to method awq, not {method}; drop it")
+            if awq_n_grid < 2:
+                raise CompressionError(f"awq_n_grid {awq_n_grid} is too small; use at least 2 grid points (20 is AWQ's default)")
         if not NEEDS_CALIBRATION[method]:
             # No calibration is read and nothing is random, so neither is part of the variant's identity.
             calib, n_calib, seq_len, chat_template_calib, seed = "none", 0, 0, False, None
         return cls(method=method, bits=bits, group_size=group_size, symmetric=symmetric, sparsity=sparsity,
                    structure=structure, calib=calib, n_calib=n_calib, seq_len=seq_len, seed=seed,
-                   chat_template_calib=chat_template_calib)
+                   chat_template_calib=chat_template_calib, awq_n_grid=awq_n_grid)
 
     def short_name(self, effective_group_size: int | None = None) -> str:
         """e.g. gptq-w4g128-s0, awq-w4g64-asym-s1, wanda-2:4-s0 -> filesystem-safe."""
@@ -142,7 +154,7 @@ class CompressSpec:
             g = effective_group_size if effective_group_size is not None else self.group_size
             gs = "ch" if g == -1 else f"g{g}"
             sym = "" if self.symmetric == DEFAULT_SYMMETRIC[self.method] else ("-sym" if self.symmetric else "-asym")
-            core = f"{self.method}-w{self.bits}{gs}{sym}"
+            core = f"{self.method}-w{self.bits}{gs}{sym}" + (f"-grid{self.awq_n_grid}" if self.awq_n_grid else "")
         elif self.structure == "unstructured":
             core = f"{self.method}-{round(self.sparsity * 100):g}pct"
         else:
@@ -183,7 +195,8 @@ def make_modifiers(spec: CompressSpec, *, group_size: int, ignore: list[str]) ->
             return [GPTQModifier(config_groups=groups, ignore=ignore)]
         from llmcompressor.modifiers.transform.awq import AWQModifier
 
-        return [AWQModifier(), QuantizationModifier(config_groups=groups, ignore=ignore)]
+        awq = AWQModifier(n_grid=spec.awq_n_grid) if spec.awq_n_grid else AWQModifier()
+        return [awq, QuantizationModifier(config_groups=groups, ignore=ignore)]
     mask = "0:0" if spec.nm is None else f"{spec.nm[0]}:{spec.nm[1]}"
     if spec.method == "sparsegpt":
         from llmcompressor.modifiers.pruning.sparsegpt import SparseGPTModifier

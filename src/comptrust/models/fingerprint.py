@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from pathlib import Path
 
 from ..types import stable_hash
@@ -41,9 +40,9 @@ def _sha(path: Path, start: int = 0, length: int | None = None) -> str:
 
 
 def _safetensors_header(path: Path) -> str:
-    with path.open("rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        return hashlib.sha256(f.read(n)).hexdigest()
+    from ..st_header import read_header
+
+    return hashlib.sha256(read_header(path)[0]).hexdigest()
 
 
 def weight_files(model_dir: Path) -> list[Path]:

@@ -144,14 +144,13 @@ def _embedded(name: str, cache: Path) -> ResolvedModel:
 def _check_safetensors(f: Path) -> None:
     """A truncated or corrupt .safetensors otherwise fails only at load time, after the plan is
     printed and the run dir created. Reads the header only: 8-byte length + JSON + data extent."""
+    from ..st_header import read_header, tensors
+
     size = f.stat().st_size
     try:
-        with f.open("rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            if size < 8 or n <= 0 or 8 + n > size:
-                raise ValueError("header runs past the end of the file")
-            header = json.loads(fh.read(n))
-        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        raw, header = read_header(f)
+        n = len(raw)
+        end = max((int(v["data_offsets"][1]) for v in tensors(header).values()), default=0)
         if 8 + n + end != size:
             raise ValueError(f"tensor data needs {8 + n + end} bytes, the file has {size}")
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..faults import checkpoint
+from ..atomic import temp_path
 from ..results_schema import ComparisonResults
 from .compare import Aggregator, CompareOptions, build_comparison, registry_aggregator
 from .html import render_html
@@ -46,7 +47,7 @@ def write_report(cmp: ComparisonResults, out_dir: str | Path) -> ReportFiles:
     # or a stale-but-consistent old report, never a new report.html beside no results.json.
     tmps = {}
     for name, text in payload.items():
-        tmp = out / f".{name}.tmp-{os.getpid()}"
+        tmp = temp_path(out / name)
         tmp.write_text(text, encoding="utf-8")
         tmps[name] = tmp
         checkpoint("report.write")
