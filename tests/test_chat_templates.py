@@ -184,3 +184,39 @@ def test_every_perspective_list_renders(role_shapes, which):
     for shape, (rid, messages) in role_shapes.items():
         out = f.format(messages)
         assert messages[-1].content.strip() in out, rid
+
+
+# ------------------------------------------------------------------ paper prompts == DT's strings
+
+
+def test_paper_prompts_equal_decodingtrusts_fastchat_strings(shared_dt):
+    """tests/data/dt_fastchat_prompts.json was written by scripts/make_dt_fastchat_fixture.py with
+    DecodingTrust's own conversation.py (decoding-comp-trust/DecodingTrust@0cf3fc1): under the paper
+    protocol each sampled request of every dimension renders to exactly that string (after the BOS)."""
+    import json
+    from pathlib import Path
+
+    from comptrust.data.source import DataSource
+    from comptrust.perspectives.base import PerspectiveContext, get_perspective, resolve_options
+    from comptrust.profiles import get_profile
+    from comptrust.protocol import resolve
+
+    fixture = json.loads((Path(__file__).parent / "data" / "dt_fastchat_prompts.json").read_text())
+    data = DataSource.from_dir(shared_dt)
+    tok = llama_like_tokenizer(META_LLAMA2_TEMPLATE)
+    by_dim: dict[str, dict] = {}
+    for case in fixture["cases"]:
+        name = case["dimension"]
+        if name not in by_dim:
+            r = resolve("paper", [name])
+            P = get_perspective(name, resolve_options([name], r.perspective_options)[name])
+            reqs = P.requests(PerspectiveContext(data=data, profile=get_profile("smoke"), seed=0))
+            by_dim[name] = {q.id: q for q in reqs}
+        req = by_dim[name][case["request_id"]]
+        for template, expected in case["expected"].items():
+            model = "meta-llama/Llama-2-13b-chat-hf" if template == "llama-2" else "lmsys/vicuna-13b-v1.3"
+            f = ChatFormatter.for_tokenizer(tok, model, rendering="dt-fastchat")
+            assert f.template_name == f"dt-fastchat:{template}"
+            assert f.format(req.messages) == "<s>" + expected, (name, case["request_id"], template)
+    assert {c["dimension"] for c in fixture["cases"]} == {"toxicity", "stereotype", "advglue", "ood", "adv_demonstration",
+                                                          "privacy", "machine_ethics", "fairness"}
