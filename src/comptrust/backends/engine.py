@@ -356,22 +356,19 @@ class Engine:
     @staticmethod
     def _choose(logits, rows: list[_Row]) -> list[int]:
         """Each row's next token: argmax when greedy, else a draw from the row's own generator
-        (softmax(logits / t), nucleus-truncated at top_p: the sampler transformers' path used)."""
+        (backends.sampling: temperature -> top-k -> top-p, the sampler of transformers' path)."""
         import torch
 
+        from .sampling import sampling_probs
+
         chosen = logits.argmax(-1).tolist()
-        by_kind: dict[tuple[float, float], list[int]] = {}
+        by_kind: dict[tuple[float, int, float], list[int]] = {}
         for i, r in enumerate(rows):
-            if r.params.temperature > 0 and not r.done:
-                by_kind.setdefault((r.params.temperature, r.params.top_p), []).append(i)
-        for (temp, top_p), idx in by_kind.items():
-            sel = logits[idx] if len(idx) < len(rows) else logits
-            probs = torch.softmax(sel.float().cpu() / temp, dim=-1)
-            if top_p < 1.0:
-                sp, si = torch.sort(probs, descending=True, dim=-1)
-                keep = (sp.cumsum(-1) - sp) < top_p  # always keeps the top token
-                probs = torch.zeros_like(probs).scatter(-1, si, sp * keep)
-                probs = probs / probs.sum(-1, keepdim=True)
+            p = r.params
+            if p.temperature > 0 and not r.done:
+                by_kind.setdefault((p.temperature, p.top_k, p.top_p), []).append(i)
+        for (temp, top_k, top_p), idx in by_kind.items():
+            probs = sampling_probs(logits[idx] if len(idx) < len(rows) else logits, temp, top_k, top_p)
             for k, i in enumerate(idx):
                 chosen[i] = int(torch.multinomial(probs[k], 1, generator=rows[i].gen)[0])
         return chosen
