@@ -97,12 +97,12 @@ def _spec(tmp: Path, text: str, model) -> list[str]:
 GOOD_SPEC = "models: [MODEL]\nvariants:\n  - {name: rtn4, method: rtn, bits: 4}\ndimensions: [stereotype]\n"
 
 
-def _compress_calib(tmp: Path, model, content: bytes | None, name: str = "calib.txt") -> list[str]:
+def _compress_calib(tmp: Path, model, content: bytes | None, name: str = "calib.txt", n_calib: str = "4") -> list[str]:
     p = tmp / name
     if content is not None:
         p.write_bytes(content)
     return ["compress", "--model", str(model), "--method", "gptq", "--out", "OUT", "--calib", str(p),
-            "--n-calib", "4", "--seq-len", "16"]
+            "--n-calib", n_calib, "--seq-len", "16"]
 
 
 CASES: dict[str, Callable[[Path, Path], list[str]]] = {
@@ -164,6 +164,17 @@ CASES: dict[str, Callable[[Path, Path], list[str]]] = {
     "calib: empty file": lambda t, m: _compress_calib(t, m, b""),
     "calib: binary, not text": lambda t, m: _compress_calib(t, m, bytes(range(256)) * 8),
     "calib: JSONL without text": lambda t, m: _compress_calib(t, m, b'{"x": 1}\n{"y": 2}\n', "calib.jsonl"),
+    # hardening II (issue 16)
+    "data: perspective files absent (0 prompts)": lambda t, m: _eval_data("stereotype", _data(t, "data/README", "no files"), m),
+    "flag: misspelt --option key": lambda t, m: _eval(m, "-p", "fairness", "--option", "fairnes_unknown_policy=exclude"),
+    "calib: far too small for --n-calib": lambda t, m: _compress_calib(t, m, b"the quick brown fox jumps over the lazy dog", n_calib="512"),
+    "data: 0-byte .npy": lambda t, m: _eval_data("fairness", _data(t, f"{FAIR}/gt_labels_{FAIR_STEM}.npy", b"", copy=FAIR), m),
+    "flag: model path with terminal escapes": lambda t, m: _eval(str(t / "no\x1b[2J\x1b]0;pwned\x07\u202edir")),
+    "env: --out path with terminal escapes": lambda t, m: (t.joinpath("f\x1b[31m").write_text("x"), ["eval", "--model", str(m), "--out", str(t / "f\x1b[31m" / "run")])[1],
+    "env: --out is an existing file": lambda t, m: (t.joinpath("afile").write_text("x"), ["eval", "--model", str(m), "--out", str(t / "afile")])[1],
+    "compress: --group-size 7": lambda t, m: ["compress", "--model", str(m), "--method", "gptq", "--group-size", "7", "--out", "OUT"],
+    "flag: perspective scorer unreachable": lambda t, m: _eval(m, "-p", "toxicity", "--toxicity-scorer", "perspective",
+                                                                "--option", "toxicity_perspective_url=http://127.0.0.1:9"),
     # environment
     "env: output dir not writable": lambda t, m: ["eval", "--model", str(m), "--limit", "1", "--out", "/proc/comptrust-run"],
     "env: output path under a file": lambda t, m: (t.joinpath("afile").write_text("x"), ["eval", "--model", str(m), "--limit", "1", "--out", str(t / "afile" / "run")])[1],
@@ -182,7 +193,19 @@ NEEDLES = {
     "spec: variant name with a newline": "not a safe directory name",
     "env: output dir not writable": "cannot create the run directory",
     "flag: unknown option": "No such option: --no-such-flag",
+    "data: perspective files absent (0 prompts)": "stereotype_bias_data.jsonl not found",
+    "flag: misspelt --option key": "fairnes_unknown_policy",
+    "calib: far too small for --n-calib": "distinct windows exist, fewer than --n-calib 512",
+    "data: 0-byte .npy": f"gt_labels_{FAIR_STEM}.npy: empty or truncated",
+    "flag: model path with terminal escapes": "no\\x1b[2J\\x1b]0;pwned\\x07\\u202edir",
+    "env: --out path with terminal escapes": "f\\x1b[31m",
+    "env: --out is an existing file": "exists and is not a directory",
+    "compress: --group-size 7": "below the smallest supported group size 8",
+    "flag: perspective scorer unreachable": "cannot be reached",
 }
+
+# Environment a case needs (set for that case only).
+CASE_ENV = {"flag: perspective scorer unreachable": {"PERSPECTIVE_API_KEY": "not-a-real-key"}}
 
 
 def _npy(values) -> bytes:
@@ -195,6 +218,12 @@ def _npy(values) -> bytes:
     return buf.getvalue()
 
 
+def _cache_locks() -> set[Path]:
+    from comptrust.models.resolve import cache_dir
+
+    return set((cache_dir() / "locks").glob("*.lock"))
+
+
 def _written(path: Path) -> list[Path]:
     """Files that look finished: anything but dot-temp files."""
     if not path.exists():
@@ -203,9 +232,12 @@ def _written(path: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input(case, capsys, tmp_path, tiny_model):
+def test_bad_input(case, capsys, tmp_path, tiny_model, monkeypatch):
     out = tmp_path / "out"
+    for k, v in CASE_ENV.get(case, {}).items():
+        monkeypatch.setenv(k, v)
     argv = [out.as_posix() if a == "OUT" else a for a in CASES[case](tmp_path, tiny_model)]
+    cache_locks = _cache_locks()
     code, stdout, err = run_cli(capsys, *argv)
     assert code == 2, f"{case}: exit {code}\n{err[-2000:]}"
     assert "Traceback" not in err
@@ -213,6 +245,9 @@ def test_bad_input(case, capsys, tmp_path, tiny_model):
     assert len(lines) == 1 and lines[0].startswith("error: "), f"{case}: not one error line:\n{err[-2000:]}"
     assert NEEDLES.get(case, "") in lines[0]
     assert not _written(out), f"{case}: left {_written(out)}"
+    assert "\x1b" not in err + stdout and "\u202e" not in err + stdout, f"{case}: a raw control character was echoed"
+    assert not list(tmp_path.rglob(".*.lock")), f"{case}: a lock file was left behind"
+    assert _cache_locks() <= cache_locks, f"{case}: a lock file was left in the model cache"
 
 
 def test_full_disk_is_a_clean_error(tmp_path, tiny_model):
@@ -230,3 +265,73 @@ def test_full_disk_is_a_clean_error(tmp_path, tiny_model):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and len(lines) == 1 and "disk full" in lines[0], r.stderr[-2000:]
     assert not (out / "results.json").exists()
+
+
+# -- careless inputs that are not errors, or not exit 2 (docs/bad-input.md, second table) --------
+
+
+def _sub_env(**over: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPTRUST_KILL")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **over)
+    return env
+
+
+def test_repeated_perspectives_flag_is_the_union(capsys, tmp_path, tiny_model):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "eval", "--model", str(tiny_model), "-p", "stereotype", "-p", "toxicity,stereotype",
+                           "--limit", "1", "--out", str(out), "-q")
+    assert code == 0, err
+    assert sorted(json.loads((out / "results.json").read_text())["dimensions"]) == ["stereotype", "toxicity"]
+
+
+def test_zero_prompts_with_allow_partial_is_recorded(capsys, tmp_path, tiny_model):
+    root = _data(tmp_path, "data/README", "no files")
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "eval", "--model", str(tiny_model), "-p", "stereotype", "--data-dir", str(root),
+                           "--allow-partial", "--out", str(out), "-q")
+    assert code == 0, err
+    d = json.loads((out / "results.json").read_text())["dimensions"]["stereotype"]
+    assert d["score"] is None and d["counts"]["requests"] == 0 and d["provenance"]["partial"] is True
+
+
+def test_ctrl_c_exits_130_with_the_resume_line(tmp_path, tiny_model):
+    """SIGINT mid-generation (what Ctrl-C sends; COMPTRUST_KILL_SIGNAL=INT, docs/testing.md)."""
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "comptrust", "eval", "--model", str(tiny_model), "--limit", "2",
+                        "--batch-size", "1", "--out", str(out), "-q"], capture_output=True, text=True, timeout=600,
+                       env=_sub_env(COMPTRUST_KILL_AT="generate.batch:2", COMPTRUST_KILL_SIGNAL="INT"))
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 130, r.stderr[-2000:]
+    assert lines == ["interrupted; re-run the same command to resume (answers so far are saved)"], r.stderr[-2000:]
+    assert not (out / "results.json").exists() and not list(out.glob(".*.lock"))
+
+
+def test_unreachable_hub_is_one_line_without_retries(tmp_path, tiny_model):
+    """-p mmlu from the hub on a machine without the hub: one line, no 'Retrying in' lines. The
+    endpoint is a closed loopback port, so nothing leaves the machine."""
+    env = _sub_env(HF_ENDPOINT="http://127.0.0.1:9")
+    for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        env.pop(k, None)
+    env["HF_DATASETS_CACHE"] = str(tmp_path / "ds-cache")  # cold cache
+    r = subprocess.run([sys.executable, "-m", "comptrust", "eval", "--model", str(tiny_model), "-p", "mmlu",
+                        "--option", "mmlu_source=hub", "--out", str(tmp_path / "run"), "-q"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "HF hub is unreachable" in lines[0], r.stderr[-2000:]
+
+
+def test_terminal_escapes_in_names_are_never_echoed_raw(capsys, tmp_path, tiny_model):
+    """ESC sequences in the model dir and --out names: the eval console, report.md and report.html
+    show them as visible escapes."""
+    model = tmp_path / "tiny\x1b[31mred\x1b]0;title\x07"
+    shutil.copytree(tiny_model, model)
+    run = tmp_path / "run\x1b[2J"
+    code, stdout, err = run_cli(capsys, "eval", "--model", str(model), "--limit", "1", "--out", str(run))
+    assert code == 0, err
+    assert "\x1b" not in stdout + err and "\\x1b[31m" in stdout + err
+    code, stdout, err = run_cli(capsys, "report", str(run), "--out", str(tmp_path / "rep\x1b[1m"), "--n-boot", "10")
+    assert code == 0, err
+    assert "\x1b" not in stdout + err
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / "rep\x1b[1m" / name).read_text(encoding="utf-8")
+        assert "\x1b" not in text and "\x07" not in text, f"{name} holds a raw control character"

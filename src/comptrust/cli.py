@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import signal
 import sqlite3
 import sys
 
@@ -16,6 +17,7 @@ import typer
 
 from .commands import COMMAND_MODULES
 from .errors import ComptrustError
+from .sanitize import clean
 
 app = typer.Typer(
     name="comptrust",
@@ -43,7 +45,32 @@ def _disk_full(e: BaseException) -> bool:
     return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C. Not a KeyboardInterrupt, so click does not turn it into Abort (an empty line and
+    'aborted', exit 1) and no library's `except KeyboardInterrupt` swallows it."""
+
+
+def _on_sigint(signum, frame) -> None:
+    raise Interrupted()
+
+
+INTERRUPTED = "interrupted; re-run the same command to resume (answers so far are saved)"
+
+
+def _error(text: object) -> None:
+    # one line, control characters made visible: paths in messages are user input
+    print(f"error: {clean(' '.join(str(text).split()))}", file=sys.stderr)
+
+
 def main() -> None:
+    old = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        _main()
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _main() -> None:
     # Non-standalone mode, so a usage error (bad flag, bad value) is ours to print: one plain line
     # with the fix and exit code 2, like every ComptrustError, instead of click's rich box.
     try:
@@ -59,25 +86,31 @@ def main() -> None:
     except cx.UsageError as e:
         where = e.ctx.command_path if e.ctx is not None else "comptrust"
         msg = " ".join(e.format_message().split()).rstrip(".")
-        print(f"error: {msg}; see `{where} --help`", file=sys.stderr)
+        _error(f"{msg}; see `{where} --help`")
         sys.exit(2)
     except cx.ClickException as e:
-        print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
+        _error(e.format_message())
         sys.exit(e.exit_code)
-    except typer.Abort:
+    except typer.Abort as e:
+        if isinstance(e.__context__, KeyboardInterrupt):  # a KeyboardInterrupt raised by other code
+            print(INTERRUPTED, file=sys.stderr)
+            sys.exit(130)
         print("aborted", file=sys.stderr)
         sys.exit(1)
+    except Interrupted:
+        print(INTERRUPTED, file=sys.stderr)
+        sys.exit(130)
     except ComptrustError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _error(e)
         sys.exit(e.exit_code)
     except (OSError, sqlite3.OperationalError) as e:
         if not _disk_full(e):
             raise
         where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"error: cannot write{where}: disk full or file-size limit ({e}); free some space and re-run the same command "
-              "(answers already committed are kept)", file=sys.stderr)
+        _error(f"cannot write{where}: disk full or file-size limit ({e}); free some space and re-run the same command "
+               "(answers already committed are kept)")
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume (answers so far are saved)", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -16,6 +16,8 @@ in "Answer:".
 
 from __future__ import annotations
 
+import contextlib
+
 import csv
 from dataclasses import dataclass, field
 from importlib import resources
@@ -297,20 +299,27 @@ def _from_hf_splits(splits: dict[str, Any], label: str, bad: BadRows, files: dic
 def load_hub(loader: Callable[..., Any] | None = None, bad: BadRows | None = None) -> MMLUData:
     """cais/mmlu (config "all") dev + test through datasets.load_dataset (or `loader`)."""
     bad = bad or BadRows()
+    offline = contextlib.nullcontext(True)
     if loader is None:
         from datasets import load_dataset as loader  # type: ignore[no-redef]
+
+        from ..hubnet import offline_unless_reachable
+
+        offline = offline_unless_reachable()  # no minute of retry lines when the hub is unreachable
     name, config = HUB_ID
     splits = {}
-    for split in ("test", "dev"):
-        try:
-            splits[split] = loader(name, config, split=split)
-        except Exception as e:  # offline, missing cache, hub errors: many exception types
-            msg = str(e).splitlines()[0][:160] if str(e) else ""
-            raise DataError(
-                f"could not load {name} ({config}, {split}) from the HF hub ({type(e).__name__}: {msg}); "
-                "connect to the hub or warm the datasets cache, or set the MMLU option mmlu_source to a local "
-                "directory (Hendrycks CSV / jsonl layout) or to 'bundled'"
-            ) from None
+    with offline as reachable:
+        for split in ("test", "dev"):
+            try:
+                splits[split] = loader(name, config, split=split)
+            except Exception as e:  # offline, missing cache, hub errors: many exception types
+                msg = str(e).splitlines()[0][:160] if str(e) else ""
+                where = "the HF hub" if reachable else "the datasets cache (the HF hub is unreachable)"
+                raise DataError(
+                    f"could not load {name} ({config}, {split}) from {where} ({type(e).__name__}: {msg}); "
+                    "connect to the hub or warm the datasets cache, or set the MMLU option mmlu_source to a local "
+                    "directory (Hendrycks CSV / jsonl layout) or to 'bundled'"
+                ) from None
     return _from_hf_splits(splits, f"hub:{name}/{config}", bad)
 
 

@@ -18,9 +18,12 @@ def _opts(n_boot: int, seed: int, threshold: float, top_k: int):
 
 
 def _done(files) -> None:
-    print(f"wrote {files.html}, {files.markdown}, {files.results}")
+    from ..sanitize import clean
+
+    # paths and labels are user input: control characters shown as visible escapes
+    print(clean(f"wrote {files.html}, {files.markdown}, {files.results}"))
     for p in files.comparison.recommendation.paragraphs:
-        print(p)
+        print(clean(p))
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from ..errors import CompressionError
 from ..faults import checkpoint
+from ..locks import locked
 from ..types import stable_hash
 from .calibration import CalibrationSet, build_calibration
 from .groupsize import effective_group_size, quantized_input_widths
@@ -91,8 +91,8 @@ def build_variant(
     # Two processes building the same variant dir (two sweeps sharing variants, or two
     # `comptrust compress`) take turns: the second finds the first's manifest and reuses it
     # instead of failing to rename its own build over a non-empty directory.
-    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # The lock file is removed when the build ends, failed or not (comptrust/locks.py).
+    with locked(out_dir.parent / f".{out_dir.name}.lock"):
         return _build_locked(spec, model_ref, out_dir, _check_out_dir(out_dir), cache_dir, trust_remote_code, allow_pickle, log)
 
 
@@ -120,6 +120,9 @@ def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: M
         log(f"calibration: {calib.n_samples} samples x <= {calib.seq_len} tokens from {calib.source} (hash {calib.content_hash[:12]})")
 
     t_load = time.time()
+    from ..models.resolve import quiet_transformers
+
+    quiet_transformers()  # no loading bars on the terminal ahead of a one-line error
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32, trust_remote_code=trust_remote_code)
     model.eval()
     names = {m: n for n, m in model.named_modules()}

@@ -193,6 +193,14 @@ def build_calibration(
             f"calibration source {calib} has {len(stream)} tokens, fewer than one --seq-len {seq_len} window; "
             "lower --seq-len or use a larger source"
         )
+    if n > len(stream) - seq_len + 1:
+        # fewer distinct windows than samples asked for: the set would repeat windows, and GPTQ/AWQ
+        # would spend the full time calibrating on a few tokens; refuse before any model work
+        raise CompressionError(
+            f"calibration source {calib} has {len(stream)} tokens: at --seq-len {seq_len} only "
+            f"{len(stream) - seq_len + 1} distinct windows exist, fewer than --n-calib {n} (each token would be "
+            f"used about {n * seq_len / len(stream):.0f} times); lower --n-calib, or use a larger source (e.g. --calib bundled)"
+        )
     windows = [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
     if len(windows) >= n:
         picked = sorted(rng.sample(range(len(windows)), n))

@@ -109,6 +109,11 @@ class CompressSpec:
             group_size = 128 if group_size is None else group_size
             if group_size != -1 and group_size < 1:
                 raise CompressionError(f"--group-size {group_size} is invalid; use a positive size (128) or -1 for per-channel")
+            from .groupsize import MIN_GROUP
+
+            if 0 < group_size < MIN_GROUP:  # checked here, before any model is loaded
+                raise CompressionError(f"--group-size {group_size} is below the smallest supported group size {MIN_GROUP}; "
+                                       f"use {MIN_GROUP} or more (e.g. 64, 128), or -1 for one scale per output channel")
             symmetric = DEFAULT_SYMMETRIC[method] if symmetric is None else symmetric
             structure = None
         else:

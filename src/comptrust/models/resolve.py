@@ -15,7 +15,6 @@ Accepted references (resolved in this one place):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -74,16 +73,12 @@ def cache_dir(override: str | Path | None = None) -> Path:
     return root
 
 
-@contextlib.contextmanager
 def _locked(lock_path: Path):
-    """An exclusive inter-process lock, so two processes never build the same cache entry."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """An exclusive inter-process lock, so two processes never build the same cache entry; the
+    lock file is removed afterwards, also when the build fails (a bad GGUF)."""
+    from ..locks import locked
+
+    return locked(lock_path)
 
 
 def _dequantize_gguf(gguf: Path, out: Path) -> None:

@@ -16,6 +16,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..results_schema import ComparisonResults, DeltaCell, ReportRow
+from ..sanitize import clean_document
 from .charts import all_charts
 from ..protocol import describe as protocol_line
 from .compare import MARK_LEGEND, MARKS, dim_title, evidence_state, fmt, fmt_delta, fmt_refusal
@@ -111,10 +112,12 @@ def render_html(cmp: ComparisonResults, charts: dict | None = None) -> str:
     charts = charts if charts is not None else all_charts(cmp)
     svg = {k: (Markup(v) if isinstance(v, str) else None) for k, v in charts.items() if k != "radars"}
     radars = [(label, Markup(s)) for label, s in charts.get("radars", [])]
-    return _env().get_template("report.html.j2").render(
+    # control characters (ESC sequences in a model or run dir name, in an answer) become visible
+    # escapes: autoescape makes them inert HTML but they would reach a terminal that cats the file
+    return clean_document(_env().get_template("report.html.j2").render(
         cmp=cmp, rows=table_rows(cmp), svg=svg, radars=radars, dim_title=dim_title, legend=MARK_LEGEND,
         evidence=evidence_rows(cmp),
-    )
+    ))
 
 
 def evidence_rows(cmp: ComparisonResults) -> list[dict]:

@@ -8,6 +8,7 @@ structure (`|`, backticks, newlines, `*` and `_` emphasis) or become HTML in a r
 from __future__ import annotations
 
 from ..results_schema import ComparisonResults, DeltaCell, ReportRow
+from ..sanitize import clean_document
 from ..protocol import describe as protocol_line
 from .compare import MARK_LEGEND, delta_mark, dim_title, evidence_state, fmt, fmt_delta, fmt_refusal
 
@@ -177,4 +178,4 @@ def render_markdown(cmp: ComparisonResults) -> str:
             for n in ns:
                 out.append(f"- {dim_title(d)}: {md_cell(n)}")
         out.append("")
-    return "\n".join(out)
+    return clean_document("\n".join(out))  # a name holding ESC sequences stays inert text
