@@ -310,10 +310,11 @@ def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=
                         m = executor.build(build_variant, job.spec, model.ref, vdir, trust_remote_code=model.trust_remote_code,
                                            allow_pickle=model.allow_pickle)
                     else:
-                        m = build_variant(job.spec, model.ref, vdir, trust_remote_code=model.trust_remote_code,
-                                          allow_pickle=model.allow_pickle, log=ev.log)
+                        with torch_threads(spec.compress_threads):
+                            m = build_variant(job.spec, model.ref, vdir, trust_remote_code=model.trust_remote_code,
+                                              allow_pickle=model.allow_pickle, log=ev.log)
                     rec["fingerprint"] = m.fingerprint
-                    detail = f"{m.name}: {m.bits_per_weight:.2f} bits/weight, sparsity {m.measured.get('sparsity_overall', 0):.3f}"
+                    detail = build_detail(m)
                 else:
                     entry = next(mm for mm in spec.models if mm.dir_name == job.model)
                     cfg = EvalConfig(
@@ -354,6 +355,37 @@ def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=
         report_files, comparison = _report(p, doc, ran, ev, report_options)
         save()
     return SweepResult(out, doc, report_files, comparison, failed, ran)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to n for the block (None: unchanged). llm-compressor's GPTQ and
+    SparseGPT column loops are thousands of tiny tensor ops per layer; on a small or busy CPU their
+    per-op thread hand-offs cost more than the second thread gives (docs/sweep.md, "Build speed")."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def build_detail(m) -> str:
+    """A built variant in one line: what it is, its calibration and what was measured."""
+    if m.kind == "quantization":
+        g = (m.group_size.effective if m.group_size else None)
+        what = f"{m.bits_per_weight:.2f} bits/weight" + (f", group {g}" if g else "")
+    else:
+        what = f"sparsity {m.measured.get('sparsity_overall', 0):.3f}" + (f" ({m.structure})" if m.structure and m.structure != "unstructured" else "")
+    cal = m.calibration or {}
+    if cal:
+        what += f", calibration {cal.get('n_samples')} x {cal.get('seq_len')} tokens ({cal.get('source')})"
+    return f"{m.name}: {what}, compressed in {m.wall_time_s:.0f} s"
 
 
 def _report(p: Prepared, doc: dict, ran: list[str], ev: SweepEvents, options) -> tuple[Any, Any]:

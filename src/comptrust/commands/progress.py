@@ -70,8 +70,11 @@ def sweep_progress() -> Progress:
     """One live display for a sweep: the overall job bar and the current job's bar, each with its
     own time left. stdout/stderr are NOT redirected through it (third-party output goes to the log
     file, see thirdparty.py; rich's proxy would put it back on the terminal above the bars)."""
+    from rich.table import Column
+
     return Progress(
-        TextColumn("{task.fields[what]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[tps]}"),
+        TextColumn("{task.fields[what]}", table_column=Column(width=34, no_wrap=True, overflow="ellipsis")),
+        BarColumn(bar_width=20), MofNCompleteColumn(), TextColumn("{task.fields[tps]}"),
         TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
         console=console, transient=False, redirect_stdout=False, redirect_stderr=False,
     )
