@@ -36,4 +36,8 @@ def _isolated_cache(tmp_path_factory):
     which is expensive (30 s) and shared on purpose via COMPTRUST_TEST_MODEL_CACHE."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # the plan's throughput calibration (calibrate.py) would run a model in every sweep test:
+    # off here, on in tests/test_calibrate.py, and never into the user's cache
+    os.environ.setdefault("COMPTRUST_NO_CALIBRATION", "1")
+    os.environ.setdefault("COMPTRUST_THROUGHPUT_CALIBRATION", str(tmp_path_factory.mktemp("calibration") / "throughput-calibration.json"))
     yield

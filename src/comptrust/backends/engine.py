@@ -106,6 +106,10 @@ def _gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scali
     b, h, q, d = query.shape
     hkv = key.shape[1]
     rep = h // hkv
+    if attention_mask is None:  # an unpadded causal pass (a group's prefix): skip the upper triangle
+        out = torch.nn.functional.scaled_dot_product_attention(query, key, value, is_causal=q > 1, scale=scaling,
+                                                               enable_gqa=rep > 1)
+        return out.transpose(1, 2).contiguous(), None
     if rep > 1:
         query = query.reshape(b, hkv, rep * q, d)  # heads are grouped contiguously by kv head
         if attention_mask is not None and q > 1:
@@ -241,7 +245,9 @@ class Engine:
                              max_prefill_tokens=self.max_prefill_tokens,
                              row_cost=[len(s) * (len(p) + c) for s, p, c in zip(samples, ids, new_cap)],
                              max_row_cost=self.max_kv_tokens)
-        # decode batches: consecutive groups up to max_rows rows and the KV budget
+        # decode batches: groups of similar length together (every row of a batch attends over the
+        # batch's longest prompt, masked or not), up to max_rows rows and the KV budget
+        groups.sort(key=lambda g: (max(len(ids[m]) for m in g.members), max(new_cap[m] for m in g.members)))
         batch: list[PrefillGroup] = []
         rows = longest = most_new = 0
         for g in groups:
@@ -310,8 +316,8 @@ class Engine:
         cache = _buffer_cache([k[r0:r1, :, c0:] for k in kb], [v[r0:r1, :, c0:] for v in vb])
         if p:
             pre = torch.tensor([ids[members[0]][:p]], device=dev)
-            mask = torch.ones((p, p), dtype=torch.bool, device=dev).tril()[None, None]
-            self.model(input_ids=pre, position_ids=torch.arange(p, device=dev)[None], attention_mask=mask,
+            # no mask: one unpadded causal sequence (the attention takes is_causal, half the work)
+            self.model(input_ids=pre, position_ids=torch.arange(p, device=dev)[None], attention_mask=None,
                        past_key_values=cache, use_cache=True, logits_to_keep=1)
             self.prefill_tokens_run += p
         # the members' suffixes, left-padded to s, written to each member's lead row

@@ -182,6 +182,7 @@ class HFBackend:
                 raise BackendError("out of memory in the generation engine; lower --batch-size or max_new_tokens") from None
             self.gen_seconds += time.perf_counter() - t0
             self.gen_tokens += sum(r.n_tokens for r in res)
+            self.engine_counts = {"prefill_tokens_run": eng.prefill_tokens_run, "decode_rows_run": eng.decode_tokens_run}
             yield res
 
     def _generate_resilient(self, batch: list[GenItem]) -> list[GenOut]:

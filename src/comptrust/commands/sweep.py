@@ -111,13 +111,30 @@ def plan_and_cost(prepared, tokens_per_s: float | None = None):
     if tokens_per_s is not None:
         throughput = Throughput(tokens_per_s, "given with --tokens-per-s")
     else:
-        throughput = measured_throughput(runs) or default_throughput()
+        throughput = measured_throughput(runs) or _calibrated(prepared) or default_throughput()
     params = {}
     for m in prepared.plan.models:
         r = prepared.resolved.get(m.name)
         params[m.name] = (params_in_checkpoint(r.path) if r else None) or params_from_name(m.ref)
     done = {k for k, v in prepared.status.items() if v == "done"}
     return workload, estimate(prepared.plan, workload, throughput, params, done, gpu=_on_gpu(prepared.loaded.spec.device))
+
+
+def _calibrated(prepared):
+    """This machine's measured throughput for the sweep's first model (calibrate.py; cached after
+    the first plan), for the hf backend only: it says nothing about vLLM or an endpoint."""
+    spec = prepared.loaded.spec
+    if getattr(spec, "backend", "hf") != "hf":
+        return None
+    resolved = next((r for r in prepared.resolved.values() if r is not None), None)
+    if resolved is None:
+        return None
+    from rich.markup import escape
+
+    from ..calibrate import calibrated_throughput
+    from .progress import console
+
+    return calibrated_throughput(resolved, spec.device, log=lambda s: console.print(f"[dim]note: {escape(s)}[/dim]"))
 
 
 def _on_gpu(device: str | None) -> bool:
@@ -223,7 +240,7 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="override the spec's cap on prompts per dimension"),
         profile: Optional[str] = typer.Option(None, "--profile", help="override the spec's profile: smoke | quick | full"),
         n_boot: int = typer.Option(1000, "--n-boot", min=1, help="bootstrap replicates per delta in the report"),
-        tokens_per_s: Optional[float] = typer.Option(None, "--tokens-per-s", min=0.001, help="generation throughput for the time estimate (default: measured by finished runs, else 40 on CPU)"),
+        tokens_per_s: Optional[float] = typer.Option(None, "--tokens-per-s", min=0.001, help="generation throughput for the time estimate (default: measured by finished runs in this sweep, else by a short calibration on this machine, cached; else 40 on CPU)"),
         executor: str = typer.Option("local", "--executor", help="local | ray (pip install 'comptrust[ray]'; docs/scale-out.md)"),
         address: Optional[str] = typer.Option(None, "--address", help="--executor ray: HOST:PORT of a running cluster (default: start a local one)"),
         ray_cpus: Optional[int] = typer.Option(None, "--ray-cpus", min=1, help="--executor ray without --address: CPUs of the local cluster"),
