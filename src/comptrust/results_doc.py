@@ -97,7 +97,8 @@ def _norm_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def profile_info(cfg: "EvalConfig") -> dict[str, Any]:
-    return {"name": cfg.profile, "seed": cfg.seed, "limit": cfg.limit, "n_samples": get_profile(cfg.profile).n_samples}
+    return {"name": cfg.profile, "seed": cfg.seed, "limit": cfg.limit, "n_samples": get_profile(cfg.profile).n_samples,
+            "gen_seed": cfg.gen_seed}
 
 
 def _settings(cfg: "EvalConfig", plan: "Plan") -> dict[str, Any]:
@@ -133,7 +134,8 @@ def _files_of_dimension(prev: dict, dim: dict) -> dict[str, str]:
 
 def _show(v: Any) -> str:
     if isinstance(v, dict) and set(v) >= {"name", "seed", "limit"}:
-        return f"{v['name']} (seed {v['seed']}, limit {v['limit']}, {v.get('n_samples')} samples)"
+        gen = f", generation seed {v['gen_seed']}" if v.get("gen_seed") is not None else ""
+        return f"{v['name']} (seed {v['seed']}{gen}, limit {v['limit']}, {v.get('n_samples')} samples)"
     return json.dumps(v, sort_keys=True) if isinstance(v, dict) else repr(v)
 
 
@@ -157,6 +159,8 @@ def check_merge(prev: dict | None, cfg: "EvalConfig", plan: "Plan", dims: list[s
     for d in kept:
         theirs = _settings_of_dimension(prev, prev["dimensions"][d])
         for key, value in mine.items():
+            if key == "profile" and isinstance(theirs.get(key), dict) and "gen_seed" not in theirs[key]:
+                value = {k: v for k, v in value.items() if k != "gen_seed"}  # recorded before gen_seed was
             if key in theirs and theirs[key] != value:
                 raise ConfigError(clean(
                     f"--out {out} holds {d} evaluated with {key} {_show(theirs[key])}, this run has {_show(value)}; "

@@ -94,9 +94,10 @@ class EfficiencyInfo(_Strict):
 
 class ProfileInfo(_Strict):
     name: str
-    seed: int = 0
+    seed: int = Field(0, description="prompt-sampling seed: which rows the profile drew")
     limit: int | None = None
     n_samples: int | None = None
+    gen_seed: int | None = Field(None, description="generation seed (sampling at t > 0; sample i of a prompt has the same seed for every model, see seeds.py); null in documents written before it was recorded")
 
 
 class DataProvenance(_Strict):

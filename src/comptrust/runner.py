@@ -42,9 +42,10 @@ class EvalConfig:
     out_dir: Path
     data_dir: Path | None = None  # None: the bundled mini set
     profile: str = "smoke"
-    seed: int = 0
+    seed: int = 0  # prompt-sampling seed: which rows a profile draws (seeds.py)
     limit: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    gen_seed: int = 0  # generation seed: sampling at t > 0, the same for every model (seeds.py)
     on_bad_row: str = "fail"
     device: str | None = None
     dtype: str | None = None
@@ -62,11 +63,11 @@ class EvalConfig:
     request_timeout: float = 120.0
     max_retries: int = 4
     tensor_parallel_size: int = 1  # vllm backend
+    # protocol preset (protocol.py): paper | dt-main | comptrust; --option values override it
+    protocol: str = "paper"
     # a perspective ending with 0 prompts (its data files absent) is an error unless this is set;
     # it is recorded in each dimension's provenance
     allow_partial: bool = False
-    # protocol preset (protocol.py): paper | dt-main | comptrust; --option values override it
-    protocol: str = "paper"
 
     def __post_init__(self) -> None:
         if self.model and self.model.startswith("openai:") and self.backend == "hf":
@@ -86,6 +87,7 @@ class Unit:
     sample_idx: int
     prompt: str
     key: str
+    seed: int = 0  # the sample's generation seed (seeds.sample_seed; 0 for greedy and log-likelihood units)
 
 
 @dataclass
@@ -176,7 +178,7 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
     for name, p in perspectives.items():
         ctx = PerspectiveContext(data=data, profile=profile, seed=cfg.seed, limit=cfg.limit)
         with data.recording(name):
-            reqs = [_with_sampling_seed(r, cfg.seed, proto.sampling_top_k) for r in p.requests(ctx)]
+            reqs = [_with_sampling_seed(r, cfg.gen_seed, proto.sampling_top_k) for r in p.requests(ctx)]
         if not reqs and not cfg.allow_partial:
             raise ConfigError(_zero_prompts_message(name, data, ctx))
         if cfg.backend == "openai" and any(r.raw_prompt for r in reqs):
@@ -192,8 +194,12 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
         for r in reqs:
             prompt = formatter.format_raw(r.messages) if r.raw_prompt else formatter.format(r.messages)
             n = 1 if r.choices else r.params.n
+            sampled = r.params.temperature > 0 and not r.choices
             for i in range(n):
-                us.append(Unit(name, r, i, prompt, request_key(resolved.fingerprint, cfg.backend, prompt, r.params, i, r.choices)))
+                seed = sample_seed(cfg.gen_seed, name, r.id, r.params, i) if sampled else 0
+                key = request_key(resolved.fingerprint, cfg.backend, prompt, r.params, i, r.choices,
+                                  sample_seed=seed if sampled else None)
+                us.append(Unit(name, r, i, prompt, key, seed))
         units[name] = us
     return Plan(resolved, formatter, requests, units, contexts, data, options, proto.record())
 
@@ -257,9 +263,10 @@ def generate_missing(cfg: EvalConfig, plan: Plan, store: Store, on_start: Callab
     def row(u: Unit, text: str, n_tokens: int) -> dict[str, Any]:
         return {"key": u.key, "model_fp": plan.resolved.fingerprint, "backend": backend.name,
                 "perspective": u.perspective, "request_id": u.request.id, "sample_idx": u.sample_idx,
-                "params": dataclasses.asdict(u.request.params), "prompt": u.prompt, "text": text, "n_tokens": n_tokens}
+                "params": {**dataclasses.asdict(u.request.params), "sample_seed": u.seed},  # the seed it was drawn with
+                "prompt": u.prompt, "text": text, "n_tokens": n_tokens}
 
-    gen_items = [GenItem(u.key, u.prompt, u.request.params, u.sample_idx, int(u.key[:15], 16), u.request.messages)
+    gen_items = [GenItem(u.key, u.prompt, u.request.params, u.sample_idx, u.seed, u.request.messages)
                  for u in missing if not u.request.choices]
     ll_items = [LoglikItem(u.key, u.prompt, u.request.choices) for u in missing if u.request.choices]
     for batch in backend.generate(gen_items):

@@ -70,7 +70,7 @@ class SweepResult:
 def eval_settings(loaded: LoadedSpec) -> dict[str, Any]:
     """What every run of the sweep must share (changing any of it means a different sweep)."""
     s = loaded.spec
-    return {"dimensions": list(s.dimensions), "profile": s.profile, "seed": s.seed, "limit": s.limit,
+    return {"dimensions": list(s.dimensions), "profile": s.profile, "seed": s.seed, "gen_seed": s.gen_seed, "limit": s.limit,
             "data_dir": str(loaded.data_dir) if loaded.data_dir else None, "options": s.options,
             "on_bad_row": s.on_bad_row}
 
@@ -146,6 +146,9 @@ def eval_is_done(run_dir: Path, fingerprint: str | None, settings: dict[str, Any
     if fingerprint is not None and res.get("model", {}).get("fingerprint") != fingerprint:
         return False
     if (prof.get("name"), prof.get("seed"), prof.get("limit")) != (settings["profile"], settings["seed"], settings["limit"]):
+        return False
+    # absent: written before common per-sample seeds; re-evaluating regenerates only the t>0 answers
+    if prof.get("gen_seed") != settings.get("gen_seed", 0):
         return False
     dims = res.get("dimensions", {})
     return all(d in dims and (run_dir / "samples" / f"{d}.jsonl").is_file() for d in settings["dimensions"])
@@ -320,7 +323,7 @@ def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=
                     cfg = EvalConfig(
                         model=model.ref if job.variant_dir is None else str(out / job.variant_dir),
                         perspectives=list(spec.dimensions), out_dir=out / job.out_dir, data_dir=loaded.data_dir,
-                        profile=spec.profile, seed=spec.seed, limit=spec.limit, options=dict(spec.options),
+                        profile=spec.profile, seed=spec.seed, gen_seed=spec.gen_seed, limit=spec.limit, options=dict(spec.options),
                         protocol=spec.protocol,
                         on_bad_row=spec.on_bad_row, device=spec.device, batch_size=spec.batch_size,
                         backend=spec.backend, tensor_parallel_size=spec.tensor_parallel_size,

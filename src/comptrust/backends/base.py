@@ -15,7 +15,7 @@ class GenItem:
     prompt: str  # fully formatted prompt
     params: GenParams
     sample_idx: int
-    seed: int  # per-row sampling seed, derived from the key, so a sample never depends on its batch
+    seed: int  # per-row sampling seed (seeds.sample_seed: the same for every model), so a sample never depends on its batch
     # The request's chat turns, for backends that send messages rather than a formatted prompt
     # (the OpenAI-compatible backend; the endpoint applies its own chat template).
     messages: tuple[Message, ...] = ()

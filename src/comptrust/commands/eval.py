@@ -61,7 +61,8 @@ def register(app: typer.Typer) -> None:
         profile: str = typer.Option("smoke", "--profile", help="smoke | quick | full"),
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="cap on prompts per perspective"),
         out: Path = typer.Option(..., "--out", "-o", help="run directory (created; re-running resumes)"),
-        seed: int = typer.Option(0, "--seed", help="prompt-sampling and generation seed"),
+        seed: int = typer.Option(0, "--seed", help="prompt-sampling seed: which rows the profile draws"),
+        gen_seed: int = typer.Option(0, "--gen-seed", help="generation seed for sampling at t>0 (the same for every model: a dense re-run with another --gen-seed is the noise floor)"),
         option: list[str] = typer.Option([], "--option", help="perspective switch key=value (repeatable)"),
         on_bad_row: str = typer.Option("fail", "--on-bad-row", help="fail | skip (skipped rows are counted in results.json)"),
         batch_size: int = typer.Option(16, "--batch-size", min=1),
@@ -87,7 +88,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = EvalConfig(
             model=model, perspectives=split_perspectives(perspectives), out_dir=out, allow_partial=allow_partial,
-            data_dir=data_dir, profile=profile, seed=seed, limit=limit, options={**({"toxicity_scorer": toxicity_scorer} if toxicity_scorer else {}), **parse_options(option)},
+            data_dir=data_dir, profile=profile, seed=seed, gen_seed=gen_seed, limit=limit, options={**({"toxicity_scorer": toxicity_scorer} if toxicity_scorer else {}), **parse_options(option)},
             on_bad_row=on_bad_row, device=device, batch_size=batch_size, chat_template=chat_template,
             trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, backend=backend, base_url=base_url, api_model=api_model,
             api_key_env=api_key_env, concurrency=concurrency, request_timeout=request_timeout, max_retries=max_retries,
