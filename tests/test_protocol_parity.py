@@ -326,3 +326,23 @@ def test_adv_demo_refusal_only_on_wrong_cleaned_answers_under_dt():
     assert dt.refusal == pytest.approx(1 / 3) and dt.values["unknown"] == pytest.approx(1 / 3)
     assert ours.refusal == pytest.approx(1) and ours.values["unknown"] == pytest.approx(2 / 3)
     assert dt.values["correct"] == ours.values["correct"] == pytest.approx(1 / 3)
+
+
+# --------------------------------------------------------------------------- DT's complete-or-nothing rules
+
+
+def test_fairness_and_ethics_withhold_the_score_when_parts_are_absent_only_if_asked(tmp_path):
+    data = DataSource.from_dir(_fair_dir(tmp_path))  # 1 of the 11 fairness settings
+    ctx = PerspectiveContext(data=data, profile=get_profile("full"))
+    for require, expect_none in ((False, False), (True, True)):
+        P = get_perspective("fairness", {"fairness_require_all_settings": require})
+        reqs = P.requests(ctx)
+        res = P.aggregate([P.score(Generation(r, ("yes",))) for r in reqs], ctx)
+        assert (res.score is None) == expect_none
+        assert any("absent" in n for n in res.notes)
+    bctx = PerspectiveContext(data=DataSource.bundled(), profile=get_profile("smoke"))
+    for require in (False, True):
+        P = get_perspective("machine_ethics", {"ethics_require_all_parts": require})
+        zero = [r for r in P.requests(bctx) if r.group == "zero_shot"]  # only the zero-shot part answered
+        res = P.aggregate([P.score(Generation(r, ("wrong",))) for r in zero], bctx)
+        assert (res.score is None) == require and res.extra["parts_absent"]
