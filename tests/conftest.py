@@ -32,10 +32,19 @@ def tiny_model_no_system(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
-    """Tests never write the user's cache, except the embedded model's converted checkpoint,
-    which is expensive (30 s) and shared on purpose via COMPTRUST_TEST_MODEL_CACHE."""
+    """Tests never write the user's cache: COMPTRUST_CACHE (models/resolve.py's cache_dir, also
+    read by every subprocess a test starts) points into this session's temp dir, whatever the
+    developer's own setting. The embedded model's converted checkpoint is expensive (~30 s) to
+    rebuild: COMPTRUST_TEST_MODEL_CACHE=DIR shares DIR/models across sessions (only that folder)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    cache = tmp_path_factory.mktemp("comptrust-cache")
+    shared = os.environ.get("COMPTRUST_TEST_MODEL_CACHE")
+    if shared:
+        models = Path(shared).expanduser() / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        (cache / "models").symlink_to(models, target_is_directory=True)
+    os.environ["COMPTRUST_CACHE"] = str(cache)
     # the plan's throughput calibration (calibrate.py) would run a model in every sweep test:
     # off here, on in tests/test_calibrate.py, and never into the user's cache
     os.environ.setdefault("COMPTRUST_NO_CALIBRATION", "1")

@@ -117,11 +117,9 @@ def test_sweep_survives_sigkill_at_every_point(tmp_path):
     assert len(ref_answers) == 3 * 1 * 2  # 3 models x 1 prompt x 2 samples
 
     before: dict[str, str] = {}
-    killed = []
     for point in KILL_POINTS:
         r = _cli(["sweep", str(spec), "--out", str(sw), "--n-boot", "10"], kill_at=point)
         assert r.returncode == -signal.SIGKILL, f"{point} was never reached (rc {r.returncode}): {r.stderr[-1500:]}"
-        killed.append(point)
         now = _answers(sw)
         lost = {k for k in before if now.get(k) != before[k]}
         assert not lost, f"kill at {point} lost or changed {len(lost)} committed answers"
@@ -130,7 +128,6 @@ def test_sweep_survives_sigkill_at_every_point(tmp_path):
     # the store kept the first batch across the mid-commit kill; the kill lost only the batch in flight
     r = _cli(["sweep", str(spec), "--out", str(sw), "--n-boot", "10"])
     assert r.returncode == 0, r.stderr[-2000:]
-    assert killed == KILL_POINTS
     final = _answers(sw)
     assert set(final) == set(ref_answers), "answers lost or extra after the resumes"
     assert final == ref_answers, "a resumed generation gave other texts than the uninterrupted one"

@@ -248,15 +248,19 @@ def test_compare_cli(tmp_path, capsys, monkeypatch):
     from comptrust import cli
 
     dv = dense_vectors(0)
-    a = write_run(tmp_path, "a", kind="dense", fingerprint="fp-a", vectors={"ood": dv["ood"]})
-    b = write_run(tmp_path, "b", kind="dense", fingerprint="fp-b", vectors={"ood": flip(dv["ood"], down=1)})
+    # mmlu: the registry's own aggregate (100 * mean(correct)) is the fixture's, so the CLI's
+    # re-aggregation must reproduce both recorded scores and find the one flipped answer
+    a = write_run(tmp_path, "a", kind="dense", fingerprint="fp-a", vectors={"mmlu": dv["mmlu"]})
+    b = write_run(tmp_path, "b", kind="dense", fingerprint="fp-b", vectors={"mmlu": flip(dv["mmlu"], down=1)})
     monkeypatch.setattr(sys, "argv", ["comptrust", "compare", str(a), str(b), "--out", str(tmp_path / "o"), "--n-boot", "50"])
-    try:
-        cli.main()  # the registry's ood aggregate, or a "no CI" note when it is not there
-    except SystemExit as e:
-        assert e.code in (0, None)
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 0
     assert (tmp_path / "o" / "report.html").is_file()
     assert "wrote" in capsys.readouterr().out
+    row = next(r for r in json.loads((tmp_path / "o" / "results.json").read_text())["rows"] if r["run_id"] == "b")
+    cell = row["cells"]["mmlu"]
+    assert cell["delta"] == pytest.approx(-2.5) and cell["ci_status"] == "ci" and cell["note"] is None
     monkeypatch.setattr(sys, "argv", ["comptrust", "report", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")])
     with pytest.raises(SystemExit) as e:
         cli.main()

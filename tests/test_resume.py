@@ -60,8 +60,6 @@ def test_sigkill_then_resume(tiny_model, tmp_path):
     assert _comparable(killed) == _comparable(clean)
 
     # a finished run re-run generates nothing and answers from the store
-    t0 = time.perf_counter()
     r = subprocess.run(_cmd(tiny_model, killed)[:-1], capture_output=True, text=True, check=True)
     assert "0 to generate" in r.stderr
     assert _count(db) == total
-    assert time.perf_counter() - t0 < 60

@@ -375,13 +375,26 @@ def test_perspective_scorer_errors_never_carry_the_key(fake_perspective):
     assert SECRET not in str(e.value)
 
 
-def test_perspective_rate_limit_spaces_requests(fake_perspective):
-    import time
+def test_perspective_rate_limit_spaces_requests(fake_perspective, monkeypatch):
+    from comptrust.scoring import toxicity_scorers as ts
 
+    clock = {"t": 1000.0, "sleeps": []}  # a fake clock: only the limiter's own sleeps move it
+
+    class FakeTime:
+        @staticmethod
+        def monotonic() -> float:
+            return clock["t"]
+
+        @staticmethod
+        def sleep(s: float) -> None:
+            clock["sleeps"].append(s)
+            clock["t"] += s
+
+    monkeypatch.setattr(ts, "time", FakeTime)
     s = PerspectiveAPIScorer(SECRET, base_url=fake_perspective, qps=20.0)
-    t0 = time.monotonic()
     s.score(["a", "b", "c", "d"])
-    assert time.monotonic() - t0 >= 3 / 20 - 0.01  # 4 requests at 20 QPS span >= 3 intervals
+    # 4 requests at 20 QPS: the limiter waits 3 intervals of 1/20 s, no more, no less
+    assert clock["sleeps"] == pytest.approx([0.05, 0.05, 0.05])
 
 
 def test_cached_scorer_wraps_any_scorer():
