@@ -45,8 +45,12 @@ def _isolated_cache(tmp_path_factory):
         models.mkdir(parents=True, exist_ok=True)
         (cache / "models").symlink_to(models, target_is_directory=True)
     os.environ["COMPTRUST_CACHE"] = str(cache)
+    # builds record their wall time for the planner (compress/cost.py): not into the user's cache
+    timings = tmp_path_factory.mktemp("timings")
+    os.environ.setdefault("COMPTRUST_COMPRESS_TIMINGS", str(timings / "compress-timings.jsonl"))
     # the plan's throughput calibration (calibrate.py) would run a model in every sweep test:
     # off here, on in tests/test_calibrate.py, and never into the user's cache
     os.environ.setdefault("COMPTRUST_NO_CALIBRATION", "1")
     os.environ.setdefault("COMPTRUST_THROUGHPUT_CALIBRATION", str(tmp_path_factory.mktemp("calibration") / "throughput-calibration.json"))
+    os.environ.setdefault("COMPTRUST_FINGERPRINT_MEMO", str(timings / "fingerprint-memo.json"))  # models/fingerprint.py
     yield

@@ -24,18 +24,9 @@ from typing import Any
 from .compress.methods import CompressSpec
 from .spec import LoadedSpec, expand_variant
 
-# Compression wall time per method, seconds, for the embedded SmolLM2-135M (134.5M parameters) on
-# 2 CPU cores with 64 calibration samples: the figures measured in DESIGN.md, "Key decisions"
-# (GPTQ-W4 120 s, GPTQ-W3 136 s, AWQ-W4 522 s, SparseGPT and Wanda ~5 min, RTN <1 s).
-# GPTQ-W8 has no figure there; GPTQ's cost is dominated by the Hessian work, not the bit width, so
-# it takes the W4 figure; AWQ at 3 and 8 bits take the W4 figure too (its search does not depend
-# on the bit width much). Magnitude pruning has no figure either; like RTN it reads no calibration
-# data and only sorts weights, so it takes RTN's order of magnitude (a few seconds).
-COMPRESS_SECONDS_REF = {
-    ("gptq", 3): 136.0, ("gptq", None): 120.0, ("awq", None): 522.0, ("rtn", None): 1.0, ("sparsegpt", None): 300.0, ("wanda", None): 300.0, ("magnitude", None): 5.0,
-}
+# CPU compression time comes from compress.cost: a per-method model fitted from measured builds
+# (calibration tokens x layers, scaled by parameters), rescaled by this machine's own recorded builds.
 REF_PARAMS = 134_515_008  # SmolLM2-135M
-REF_N_CALIB = 64
 
 # On a GPU the only figure we have is the paper's (reference/paper-findings.md §1.2, citing AWQ):
 # compressing a 13b model to 4 bits "takes merely half an hour on a 48Gb A40 GPU", with the
@@ -85,6 +76,7 @@ class EvalJob:
     target: str  # "dense" or a variant name
     out_dir: Path  # relative to the sweep directory
     variant_dir: Path | None = None  # relative; None for the dense model
+    noise_floor: bool = False  # the dense model again, generation seed + 1 (spec noise_floor)
 
     @property
     def id(self) -> str:
@@ -121,6 +113,8 @@ def expand(loaded: LoadedSpec) -> SweepPlan:
         name = m.dir_name
         models.append(ModelTarget(name, m.ref, m.chat_template, m.trust_remote_code))
         jobs.append(EvalJob(name, "dense", Path("runs") / name / "dense"))
+        if spec.noise_floor:
+            jobs.append(EvalJob(name, "dense-noise-floor", Path("runs") / name / "dense-noise-floor", noise_floor=True))
         for vname, cs in variants:
             vdir = Path("variants") / name / vname
             jobs.append(BuildJob(name, vname, cs, vdir))
@@ -249,16 +243,19 @@ def params_in_checkpoint(path: Path) -> int | None:
     return total or None
 
 
-def compress_seconds(spec: CompressSpec, params: int | None, gpu: bool = False) -> float:
-    """Reference figure for the method, scaled by n_calib (calibrated methods) and model size."""
+def compress_seconds(spec: CompressSpec, params: int | None, gpu: bool = False,
+                     records: list[dict[str, Any]] | None = None) -> float:
+    """Build time estimate. CPU: compress.cost's measured model for the method (n_calib x seq_len
+    tokens, model size), rescaled by `records` (this machine's measured builds; None reads them).
+    GPU: the paper's figure scaled by n_calib and model size."""
     if gpu:
         if not spec.needs_calibration:
             return GPU_REF_SECONDS_UNCALIBRATED * (params or GPU_REF_PARAMS) / GPU_REF_PARAMS
         return GPU_REF_SECONDS_CALIBRATED * spec.n_calib / GPU_REF_N_CALIB * (params or GPU_REF_PARAMS) / GPU_REF_PARAMS
-    ref = COMPRESS_SECONDS_REF.get((spec.method, spec.bits), COMPRESS_SECONDS_REF[(spec.method, None)])
-    if spec.needs_calibration:
-        ref *= spec.n_calib / REF_N_CALIB
-    return ref * (params / REF_PARAMS if params else 1.0)
+    from .compress.cost import estimate_seconds
+
+    n, seq = (spec.n_calib, spec.seq_len) if spec.needs_calibration else (0, 0)
+    return estimate_seconds(spec.method, params, n, seq, records).seconds
 
 
 @dataclass
@@ -302,9 +299,13 @@ def estimate(plan: SweepPlan, workload: Workload, throughput: Throughput,
              done: set[str] | frozenset = frozenset(), gpu: bool = False) -> Cost:
     """Cost of the plan. Eval time = token budget / tokens_per_s (an upper bound: answers often
     stop early); a default throughput is scaled to each model's size (it was measured on the
-    embedded model), a measured one is used as is. `gpu` picks the GPU compression figures. Pure."""
+    embedded model), a measured one is used as is. `gpu` picks the GPU compression figures. Reads
+    this machine's recorded build times (compress.cost) once; otherwise pure."""
+    from .compress.cost import load_records
+
     params = params or {}
-    builds = {j.id: compress_seconds(j.spec, params.get(j.model), gpu) for j in plan.builds}
+    records = [] if gpu else load_records()
+    builds = {j.id: compress_seconds(j.spec, params.get(j.model), gpu, records) for j in plan.builds}
     evals = {}
     for j in plan.evals:
         tps = throughput.tokens_per_s

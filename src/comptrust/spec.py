@@ -72,8 +72,8 @@ class VariantEntry(_Strict):
     sparsity: float | None = None
     structure: str | None = None
     calib: str = "bundled"
-    n_calib: int = 128
-    seq_len: int = 512
+    n_calib: int = 32  # = compress.methods.DEFAULT_N_CALIB (tests/test_compress_facts.py keeps them equal)
+    seq_len: int = 512  # = compress.methods.DEFAULT_SEQ_LEN
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     chat_template_calib: bool = False
     awq_n_grid: int | None = None  # AWQ only: scale grid points (default: llm-compressor's 20)

@@ -1,6 +1,7 @@
 """vLLM backend: the offline `LLM` engine, for fast generation on GPUs (and vLLM's CPU build).
 
-- Loads dense checkpoints and compressed-tensors variants (what `comptrust compress` writes)
+- Loads dense checkpoints and 4/8-bit compressed-tensors variants (what `comptrust compress` writes;
+  a 3-bit variant is refused with one line before vLLM is imported: no vLLM kernel reads it)
   natively: vLLM reads the quantization config from config.json.
 - Prompts go in as token ids of the already formatted prompt, tokenized without special tokens,
   exactly as the HF backend does, so the two backends see the same tokens.
@@ -62,6 +63,29 @@ def _quantized(resolved: ResolvedModel) -> bool:
         return bool(json.loads((resolved.path / "config.json").read_text()).get("quantization_config"))
     except (OSError, ValueError):
         return False
+
+
+def unloadable_reason(resolved: ResolvedModel) -> str | None:
+    """Why vLLM cannot load this checkpoint, read from its config.json (no vLLM import), or None.
+
+    vLLM's compressed-tensors weight-only (WNA16) kernels take 4- and 8-bit integer weights; a
+    3-bit variant's codes are packed as one continuous bit stream that no vLLM kernel reads, and
+    the engine would fail deep inside its start-up."""
+    import json
+
+    try:
+        qcfg = json.loads((resolved.path / "config.json").read_text()).get("quantization_config") or {}
+    except (OSError, ValueError):
+        return None
+    if qcfg.get("quant_method") != "compressed-tensors":
+        return None
+    bits = {g.get("weights", {}).get("num_bits") for g in (qcfg.get("config_groups") or {}).values()
+            if isinstance(g, dict) and isinstance(g.get("weights"), dict)}
+    bad = sorted(b for b in bits if isinstance(b, int) and b not in (4, 8))
+    if not bad:
+        return None
+    return (f"{resolved.display_name or resolved.path} has {'/'.join(map(str, bad))}-bit weights, which vLLM cannot load "
+            "(its int kernels take 4 or 8 bits); use --backend hf for this variant")
 
 
 def _max_positions(resolved: ResolvedModel) -> int | None:
@@ -129,6 +153,9 @@ class VLLMBackend:
         memory_fraction: float | None = None,
         seed: int = 0,
     ):
+        reason = unloadable_reason(resolved)  # before importing vLLM: the refusal needs no engine
+        if reason:
+            raise BackendError(reason)
         vllm = _vllm()
         self.resolved = resolved
         self.device = device or ("cuda" if _cuda_available() else "cpu")

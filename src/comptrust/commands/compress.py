@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..compress.methods import DEFAULT_N_CALIB, DEFAULT_SEQ_LEN
 from ..errors import CompressionError
 
 
@@ -32,8 +33,8 @@ def compress(
     sparsity: Optional[float] = typer.Option(None, "--sparsity", help="Pruning fraction in (0, 1) (default 0.5; fixed by an N:M structure)."),
     structure: Optional[str] = typer.Option(None, "--structure", help="unstructured | 2:4 | 4:8 | 1:2 (pruning only)."),
     calib: str = typer.Option("bundled", "--calib", help="bundled | c4 | pile | alpaca | path to a .txt/.jsonl file."),
-    n_calib: int = typer.Option(128, "--n-calib", help="Number of calibration samples."),
-    seq_len: int = typer.Option(512, "--seq-len", help="Tokens per calibration sample."),
+    n_calib: int = typer.Option(DEFAULT_N_CALIB, "--n-calib", help="Number of calibration samples (default: what the bundled text holds for seeds 0-3 disjoint; the paper used 128)."),
+    seq_len: int = typer.Option(DEFAULT_SEQ_LEN, "--seq-len", help="Tokens per calibration sample."),
     seed: int = typer.Option(0, "--seed", help="Seed for the calibration sample selection (and torch)."),
     chat_template_calib: bool = typer.Option(False, "--chat-template-calib/--no-chat-template-calib", help="Wrap calibration samples in the model's chat template."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Model cache (default $COMPTRUST_CACHE or ~/.cache/comptrust)."),
@@ -70,8 +71,14 @@ def compress(
         + (f", N:M valid {m['nm_pattern_valid']}" if "nm_pattern_valid" in m else ""),
         f"size         {manifest.size_bytes / 1e6:.1f} MB on disk, {manifest.bits_per_weight:.3f} bits/weight in Linear layers "
         f"({m['bits_per_param_overall']:.3f} bits/param overall), format {manifest.storage_format}",
-        f"wall time    {manifest.wall_time_s:.1f} s",
+        f"loadable by  {', '.join(manifest.loadable_by or ['unknown (manifest v1)'])}",
     ]
+    cal = manifest.calibration
+    if cal:
+        ov = cal.get("overlap_with_seed0")
+        lines.append(f"calibration  {cal['n_samples']} x {cal['seq_len']} tokens from {cal['source']}, seed {cal['seed']}"
+                     + ("" if ov is None else f", {ov:.0%} shared with seed 0"))
+    lines.append(f"wall time    {manifest.wall_time_s:.1f} s")
     lines += [f"note         {n}" for n in manifest.notes]
     typer.echo("\n".join(lines))
 

@@ -1,10 +1,13 @@
 """Build a variant: base model + CompressSpec -> variant directory (checkpoint + manifest.json).
 
-Order of work, cheapest checks first: validate the output location, resolve and load the base,
-pick the effective group size, cut the calibration set, compute the fingerprint (an existing
-identical variant is reused, a different one is refused), then compress in a temp directory
-next to the output, save, load the saved checkpoint back and measure it, write the manifest,
-and rename the temp directory into place. A failure at any point leaves no variant behind.
+Order of work, cheapest checks first: validate the output location; resolve the base; if --out
+already holds a variant made from the same request, base fingerprint, library versions and
+calibration source content, reuse it at once (no model or tokenizer load, no calibration cut:
+those inputs determine the fingerprint); otherwise load the base, pick the effective group size,
+cut the calibration set, compute the fingerprint (an existing identical variant is reused, a
+different one is refused), then compress in a temp directory next to the output, save, load the
+saved checkpoint back and measure it, write the manifest, and rename the temp directory into
+place. A failure at any point leaves no variant behind.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from ..errors import CompressionError
 from ..faults import checkpoint
 from ..locks import locked
 from ..types import stable_hash
-from .calibration import CalibrationSet, build_calibration
+from .calibration import HUB_SOURCES, CalibrationSet, build_calibration
+from .cost import record_build
 from .groupsize import effective_group_size, quantized_input_widths
 from .manifest import MANIFEST_NAME, BaseRef, GroupSize, Manifest, library_versions
 from .measure import measure_checkpoint
-from .methods import CompressSpec, make_modifiers, recipe_record, recipe_yaml
+from .methods import VLLM_WEIGHT_BITS, CompressSpec, calib_file_tag, make_modifiers, recipe_record, recipe_yaml
 from .workarounds import apply_magnitude_pruning, awq_pin_memory_guard
 
 
@@ -43,6 +47,34 @@ def _check_out_dir(out_dir: Path) -> Manifest | None:
     if any(out_dir.iterdir()):
         raise CompressionError(f"--out {out_dir} is not empty and holds no comptrust variant; pass a new or empty directory")
     return None
+
+
+def _calib_source_sha(spec: CompressSpec) -> str | None:
+    """The calibration source's content hash as the manifest records it; None for hub sources,
+    whose content is only known after a download."""
+    from ..data.files import file_sha256
+    from .calibration import load_records
+
+    if spec.calib == "bundled":
+        return load_records("bundled")[1]
+    if spec.calib in HUB_SOURCES:
+        return None
+    path = Path(spec.calib).expanduser()
+    return file_sha256(path) if path.is_file() else None
+
+
+def _same_inputs(existing: Manifest, spec: CompressSpec, base_fp: str) -> bool:
+    """True when existing was built from exactly these inputs, so its fingerprint is the one a
+    rebuild would compute. Hub calibration sources never qualify (their content is unknown
+    until downloaded): they take the full check."""
+    if existing.request != spec.to_dict() or existing.base.fingerprint != base_fp or existing.versions != library_versions():
+        return False
+    if not spec.needs_calibration:
+        return existing.calibration is None
+    if spec.calib in HUB_SOURCES or existing.calibration is None:
+        return False
+    sha = _calib_source_sha(spec)
+    return sha is not None and existing.calibration.get("source_sha256") == sha
 
 
 def variant_fingerprint(base_fp: str, spec: CompressSpec, recipe: dict, calib: CalibrationSet | None, versions: dict) -> str:
@@ -98,9 +130,6 @@ def build_variant(
 
 def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: Manifest | None, cache_dir,
                   trust_remote_code: bool, allow_pickle: bool, log: Callable[[str], None]) -> Manifest:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from ..models.resolve import resolve_model
 
     base = resolve_model(model_ref, cache_dir_override=cache_dir, trust_remote_code=trust_remote_code,
@@ -110,6 +139,15 @@ def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: M
             f"{model_ref} is already a compressed variant ({base.display_name}); compress its base model "
             f"{(base.manifest or {}).get('base', {}).get('ref', '')} instead"
         )
+    if "vllm" not in spec.loadable_by:
+        log(f"warning: {spec.bits}-bit weights load in transformers but not in vLLM (its int kernels take "
+            f"{' or '.join(map(str, VLLM_WEIGHT_BITS))} bits); evaluate this variant with --backend hf")
+    if existing is not None and _same_inputs(existing, spec, base.fingerprint):
+        log(f"{out_dir} already holds this variant ({existing.name}); nothing to do")
+        return existing
+    import torch  # only now: importing torch/transformers costs seconds that a reuse never needs
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(base.path, trust_remote_code=trust_remote_code)
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token
@@ -118,6 +156,8 @@ def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: M
         calib = build_calibration(spec.calib, tok, n=spec.n_calib, seq_len=spec.seq_len, seed=spec.seed,
                                   chat_template=spec.chat_template_calib)
         log(f"calibration: {calib.n_samples} samples x <= {calib.seq_len} tokens from {calib.source} (hash {calib.content_hash[:12]})")
+        if calib.overlap_warning():
+            log(calib.overlap_warning())
 
     t_load = time.time()
     from ..models.resolve import quiet_transformers
@@ -125,10 +165,12 @@ def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: M
     quiet_transformers()  # no loading bars on the terminal ahead of a one-line error
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32, trust_remote_code=trust_remote_code)
     model.eval()
+    model_cfg = model.config
     names = {m: n for n, m in model.named_modules()}
     out_emb = model.get_output_embeddings()
     ignore = [names[out_emb]] if out_emb is not None and out_emb in names else []
     base_emb_sparsity = float((out_emb.weight == 0).float().mean()) if out_emb is not None else 0.0
+    base_params = sum(p.numel() for p in model.parameters())
 
     notes: list[str] = list(base.notes)
     eff_g = None
@@ -165,6 +207,9 @@ def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: M
             model.save_pretrained(tmp)
         else:  # llm-compressor's patched save writes the compressed-tensors format + recipe.yaml
             model.save_pretrained(tmp, save_compressed=True)
+        # llm-compressor's recipe.yaml holds a `!!python/object/apply` tag (yaml.safe_load refuses
+        # it) and only the arguments we set: replace it with the complete record, as safe YAML.
+        (tmp / "recipe.yaml").write_text(recipe_yaml(recipe), encoding="utf-8")
         tok.save_pretrained(tmp)
         checkpoint("compress.saved")
         wall = time.time() - t0
@@ -183,7 +228,10 @@ def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: M
             )
         if not spec.is_quant:
             notes.append("pruned weights are stored dense (compressed-tensors 0.19 has no sparse format): no size gain on disk")
-        name = f"{base.display_name}-{spec.short_name(eff_g)}"
+        tag = None
+        if calib is not None and spec.calib not in ("bundled", *HUB_SOURCES):
+            tag = f"{calib_file_tag(spec.calib)}.{(calib.source_sha256 or calib.content_hash)[:8]}"
+        name = f"{base.display_name}-{spec.short_name(eff_g, calib_tag=tag)}"
         manifest = Manifest(
             name=name, fingerprint=fp,
             base=BaseRef(ref=base.ref, fingerprint=base.fingerprint, display_name=base.display_name),
@@ -195,7 +243,7 @@ def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: M
             calibration=calib.record() if calib else None, seed=spec.seed, request=spec.to_dict(),
             versions=versions, wall_time_s=round(wall, 2),
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            storage_format=storage, measured=measured, notes=notes,
+            storage_format=storage, loadable_by=spec.loadable_by, measured=measured, notes=notes,
         )
         manifest.write(tmp)
         checkpoint("compress.manifest")  # complete in the temp dir, not renamed into place yet
@@ -205,5 +253,9 @@ def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: M
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    record_build({"method": spec.method, "bits": spec.bits, "params": base_params,
+                  "layers": getattr(model_cfg, "num_hidden_layers", None),
+                  "n_samples": calib.n_samples if calib else 0, "seq_len": calib.seq_len if calib else 0,
+                  "wall_s": round(wall, 2), "cpus": os.cpu_count(), "base": base.fingerprint, "created": manifest.created})
     log(f"wrote {out_dir} ({manifest.name}, fingerprint {fp[:12]})")
     return manifest

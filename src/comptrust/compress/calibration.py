@@ -9,16 +9,23 @@ Sources
 
 Two ways to cut samples, matching the reference implementations:
   text      documents are tokenized and joined (EOS between documents), cut into consecutive
-            windows of exactly seq_len tokens, and n windows are drawn with a seeded RNG
-            (wanda's C4 loader and llm-awq's Pile loader both use fixed-length windows); when
-            the text holds fewer than n disjoint windows, n seeded random window starts are
-            drawn instead (overlapping, as wanda's loader allows) and a note says so;
+            windows of exactly seq_len tokens (wanda's C4 loader and llm-awq's Pile loader both
+            use fixed-length windows), and n windows are drawn by a seed-keyed partition (see
+            `seed_windows`): one fixed shuffle of the windows, seed s takes its s-th block of n,
+            so seeds 0..k-1 (k = windows // n) get disjoint sets; a seed past k, where the pool
+            has run out, draws n windows with random.Random(seed). When the text holds fewer
+            than n windows, n seeded random window starts are drawn instead (overlapping, as
+            wanda's loader allows) and a note says so;
   examples  instruction records are one sample each, truncated to seq_len, n records drawn
             with a seeded RNG (the paper's GPTQ: `random.sample(alpaca, 128)` with --seed).
 With chat_template=True every sample is wrapped in the model's chat template first: an
 instruction record becomes a user turn (instruction + input) and an assistant turn (output); a
 text window becomes one user turn. The paper's GPTQ models were calibrated on chat-formatted
 Alpaca this way.
+
+Every set records `overlap_with_seed0`: the fraction of its source positions (windows, token
+positions or records) that seed 0's set also uses (None for seed 0 itself), so a seed spread
+computed from nearly identical data is visible (`OVERLAP_WARN`).
 
 The content hash is over the exact token ids handed to the compressor, so it changes with the
 source, the tokenizer, the seed, n and seq_len; it is part of the variant fingerprint.
@@ -37,6 +44,11 @@ from ..data.files import BadRows, read_jsonl
 from ..errors import CompressionError, DataError
 from ..types import stable_hash
 
+# Above this, a seed's calibration set is mostly seed 0's data: `compress` warns (one line).
+OVERLAP_WARN = 0.10
+# The fixed shuffle the seed-keyed partition cuts into blocks (any constant; it is not a seed).
+PARTITION_KEY = "comptrust-calibration-partition-v1"
+
 HUB_SOURCES: dict[str, dict[str, Any]] = {
     "c4": {"path": "allenai/c4", "kwargs": {"data_files": {"train": "en/c4-train.00000-of-01024.json.gz"}, "split": "train"}},
     "pile": {"path": "mit-han-lab/pile-val-backup", "kwargs": {"split": "validation"}},
@@ -54,6 +66,9 @@ class CalibrationSet:
     mode: str  # text | examples
     source_sha256: str | None = None
     notes: list[str] = field(default_factory=list)
+    pool: int | None = None  # windows (text) or records (examples) the source holds
+    disjoint_seeds: int | None = None  # seeds 0..disjoint_seeds-1 draw pairwise disjoint sets
+    overlap_with_seed0: float | None = None  # None for seed 0
 
     @property
     def content_hash(self) -> str:
@@ -70,7 +85,20 @@ class CalibrationSet:
     def record(self) -> dict[str, Any]:
         return {"source": self.source, "mode": self.mode, "content_hash": self.content_hash,
                 "source_sha256": self.source_sha256, "n_samples": self.n_samples, "n_tokens": self.n_tokens,
-                "seq_len": self.seq_len, "seed": self.seed, "chat_template": self.chat_template, "notes": self.notes}
+                "seq_len": self.seq_len, "seed": self.seed, "chat_template": self.chat_template,
+                "pool": self.pool, "disjoint_seeds": self.disjoint_seeds, "overlap_with_seed0": self.overlap_with_seed0,
+                "notes": self.notes}
+
+    def overlap_warning(self) -> str | None:
+        """One line when this set shares more than OVERLAP_WARN of its data with seed 0's."""
+        if self.overlap_with_seed0 is None or self.overlap_with_seed0 <= OVERLAP_WARN:
+            return None
+        k = self.disjoint_seeds or 0
+        disjoint = f"only seeds 0-{k - 1} are disjoint" if k > 1 else "no two seeds are disjoint"
+        return (f"warning: calibration seed {self.seed} shares {self.overlap_with_seed0:.0%} of its data with seed 0 "
+                f"({self.pool} {'windows' if self.mode == 'text' else 'records'} in {self.source}: {disjoint} at "
+                f"{self.n_samples} samples); a seed spread from these sets understates the real one: lower "
+                "--n-calib/--seq-len or use a larger --calib source")
 
     def dataset(self):
         """A datasets.Dataset with input_ids/attention_mask, which oneshot uses without re-tokenizing."""
@@ -162,6 +190,36 @@ def _example_text(rec: dict[str, str], tokenizer, chat_template: bool) -> str:
     return f"{prompt}\n\n{rec['output']}"
 
 
+def seed_windows(n_windows: int, n: int, seed: int) -> list[int]:
+    """Indices of the n windows (of n_windows) that `seed` calibrates on, sorted.
+
+    A seed-keyed partition: one fixed shuffle (PARTITION_KEY) cut into blocks of n; seed s in
+    0..n_windows//n - 1 takes block s, so those seeds never share a window. A seed past the
+    blocks (or negative) draws n windows with random.Random(seed): the pool has run out and any
+    set reuses some earlier seed's windows."""
+    if n > n_windows:
+        raise ValueError(f"{n} windows asked of a pool of {n_windows}")
+    k = n_windows // n
+    if 0 <= seed < k:
+        order = list(range(n_windows))
+        random.Random(PARTITION_KEY).shuffle(order)
+        return sorted(order[seed * n : (seed + 1) * n])
+    return sorted(random.Random(seed).sample(range(n_windows), n))
+
+
+def _shared(mine: list[int], seed0: list[int]) -> float:
+    return round(len(set(mine) & set(seed0)) / max(len(set(mine)), 1), 4)
+
+
+def _overlapping_starts(stream_len: int, n: int, seq_len: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return sorted(rng.randrange(0, stream_len - seq_len + 1) for _ in range(n))
+
+
+def _covered(starts: list[int], seq_len: int) -> set[int]:
+    return {p for s in starts for p in range(s, s + seq_len)}
+
+
 def build_calibration(
     calib: str, tokenizer, *, n: int, seq_len: int, seed: int, chat_template: bool = False
 ) -> CalibrationSet:
@@ -174,10 +232,14 @@ def build_calibration(
     if examples:
         if len(examples) < n:
             raise CompressionError(f"calibration source {calib} has {len(examples)} examples, fewer than --n-calib {n}; lower --n-calib or add examples")
-        picked = rng.sample(examples, n)
-        samples = [tokenizer(_example_text(r, tokenizer, chat_template), add_special_tokens=True)["input_ids"][:seq_len] for r in picked]
+        # random.sample, as the paper's GPTQ script draws Alpaca (a 52k-record pool: seeds barely overlap)
+        idx = rng.sample(range(len(examples)), n)
+        overlap = None if seed == 0 else _shared(idx, random.Random(0).sample(range(len(examples)), n))
+        samples = [tokenizer(_example_text(examples[i], tokenizer, chat_template), add_special_tokens=True)["input_ids"][:seq_len]
+                   for i in idx]
         samples = [s for s in samples if s]
-        return CalibrationSet(source, samples, seq_len, seed, chat_template, "examples", sha)
+        return CalibrationSet(source, samples, seq_len, seed, chat_template, "examples", sha, pool=len(examples),
+                              disjoint_seeds=len(examples) // n, overlap_with_seed0=overlap)
 
     eos = tokenizer.eos_token_id
     stream: list[int] = []
@@ -203,16 +265,24 @@ def build_calibration(
         )
     windows = [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
     if len(windows) >= n:
-        picked = sorted(rng.sample(range(len(windows)), n))
+        picked = seed_windows(len(windows), n, seed)
         samples = [windows[i] for i in picked]
+        overlap = None if seed == 0 else _shared(picked, seed_windows(len(windows), n, 0))
+        disjoint = len(windows) // n
     else:
         # Too little text for n disjoint windows: draw n seeded random window starts instead, as
-        # wanda's C4 loader does (windows may overlap). Recorded, so the overlap is never hidden.
-        starts = sorted(rng.randrange(0, len(stream) - seq_len + 1) for _ in range(n))
+        # wanda's C4 loader does (windows may overlap). Recorded, so the overlap is never hidden;
+        # the overlap with seed 0 is then over token positions.
+        starts = _overlapping_starts(len(stream), n, seq_len, seed)
         samples = [stream[i : i + seq_len] for i in starts]
         notes.append(f"source has {len(stream)} tokens < {n} x {seq_len}: {n} random (overlapping) windows drawn")
+        mine = _covered(starts, seq_len)
+        overlap = None if seed == 0 else round(
+            len(mine & _covered(_overlapping_starts(len(stream), n, seq_len, 0), seq_len)) / len(mine), 4)
+        disjoint = 0
     if chat_template:
         texts = [tokenizer.decode(s) for s in samples]
         samples = [tokenizer(_chat(tokenizer, [{"role": "user", "content": t}]), add_special_tokens=True)["input_ids"][:seq_len] for t in texts]
         notes.append("text windows wrapped as one user turn of the chat template, then truncated to seq_len")
-    return CalibrationSet(source, samples, seq_len, seed, chat_template, "text", sha, notes)
+    return CalibrationSet(source, samples, seq_len, seed, chat_template, "text", sha, notes, pool=len(windows),
+                          disjoint_seeds=disjoint, overlap_with_seed0=overlap)

@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import CompressionError
 
-MANIFEST_VERSION = 1
+# 2: bits_per_param_overall over the model's real parameters (v1 counted scale/zero-point/shape
+#    tensors as parameters); loadable_by; calibration overlap_with_seed0/pool/disjoint_seeds;
+#    recipe complete with defaults; default name carries the calibration (source, n x seq_len).
+MANIFEST_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 
@@ -56,6 +59,9 @@ class Manifest(BaseModel):
     wall_time_s: float
     created: str
     storage_format: str  # e.g. pack-quantized, dense
+    # engines that load this checkpoint; vLLM's int kernels take 4/8-bit weights only (None: a v1
+    # manifest, written before this was recorded)
+    loadable_by: list[str] | None = None
     measured: dict[str, Any]
     notes: list[str] = Field(default_factory=list)
 

@@ -10,6 +10,7 @@ storage cost in bits per weight including scales, zero points and group indices.
 from __future__ import annotations
 
 import json
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -17,6 +18,16 @@ from typing import Any
 
 DTYPE_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "I64": 64, "I32": 32, "I16": 16, "I8": 8, "U8": 8,
               "BOOL": 8, "F8_E4M3": 8, "F8_E5M2": 8}
+
+
+# What compressed-tensors registers beside a quantized weight (scales, zero points, group
+# indices, the packed weight's original shape): storage, not model parameters.
+_QUANT_AUX = re.compile(r"(^|\.)(weight|input|output)_(scale|zero_point|g_idx|shape|global_scale|packed)$")
+
+
+def model_parameters(model) -> int:
+    """The model's own parameters (tied weights once), without quantization storage tensors."""
+    return sum(p.numel() for n, p in model.named_parameters() if not _QUANT_AUX.search(n))
 
 
 def safetensors_tensors(model_dir: Path) -> dict[str, dict[str, Any]]:
@@ -114,7 +125,7 @@ def measure_checkpoint(
         zeros_total += zeros
         params_total += numel
 
-    all_params = sum(p.numel() for p in model.parameters())
+    all_params = model_parameters(model)
     weight_bytes = sum(v["nbytes"] for v in tensors.values())
     linear_bytes = sum(
         v["nbytes"] for k, v in tensors.items() if any(k.startswith(rec["name"] + ".weight") for rec in layers)

@@ -5,12 +5,18 @@ FULL_HASH_LIMIT bytes in total are hashed whole; for larger checkpoints (a 13B m
 each safetensors file contributes its header (tensor names, dtypes, shapes, offsets) and the
 sha256 of its first and last 8 MiB, which changes whenever any quantized/pruned layer does in
 practice while staying fast. The method used is part of the hashed record.
+
+Whole-file hashes are memoised by (path, size, mtime, ctime, inode) in the comptrust cache
+(`fingerprint-memo.json`, $COMPTRUST_FINGERPRINT_MEMO overrides), as git's index does: a file is
+re-hashed whenever any of those changes (ctime changes on every write and cannot be set back),
+so resolving the same 540 MB checkpoint twice reads it once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from ..types import stable_hash
@@ -39,6 +45,43 @@ def _sha(path: Path, start: int = 0, length: int | None = None) -> str:
     return h.hexdigest()
 
 
+def _memo_path() -> Path:
+    env = os.environ.get("COMPTRUST_FINGERPRINT_MEMO")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("COMPTRUST_CACHE") or Path.home() / ".cache" / "comptrust") / "fingerprint-memo.json"
+
+
+def _stat_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+
+
+def _sha_file(path: Path) -> str:
+    """sha256 of the whole file, memoised by its stat (see the module docstring). Best effort:
+    an unreadable or unwritable memo only costs the hash."""
+    memo_path, key = _memo_path(), _stat_key(path)
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    if isinstance(memo, dict) and isinstance(memo.get(key), str):
+        return memo[key]
+    digest = _sha(path)
+    memo = memo if isinstance(memo, dict) else {}
+    memo[key] = digest
+    if len(memo) > 4096:  # keep it small: drop the oldest entries
+        memo = dict(list(memo.items())[-4096:])
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(memo), encoding="utf-8")
+        os.replace(tmp, memo_path)
+    except OSError:
+        pass
+    return digest
+
+
 def _safetensors_header(path: Path) -> str:
     from ..st_header import read_header
 
@@ -62,7 +105,7 @@ def fingerprint_dir(model_dir: Path) -> str:
         size = p.stat().st_size
         entry = {"name": p.name, "size": size}
         if full:
-            entry["sha256"] = _sha(p)
+            entry["sha256"] = _sha_file(p)
         else:
             if p.suffix == ".safetensors":
                 entry["header"] = _safetensors_header(p)
@@ -73,4 +116,4 @@ def fingerprint_dir(model_dir: Path) -> str:
 
 
 def fingerprint_file(path: Path) -> str:
-    return stable_hash({"method": "full", "name": path.name, "sha256": _sha(path)}, 32)
+    return stable_hash({"method": "full", "name": path.name, "sha256": _sha_file(path)}, 32)
