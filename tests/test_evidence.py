@@ -130,3 +130,30 @@ def test_every_dimension_claim_names_its_evidence(demo_like):
     for p in cmp.recommendation.paragraphs:
         if p.startswith(("Shown to stay", "No loss", "Gains", "Changes of more")) or " loses more than " in p:
             assert re.search(r"Δ [+−]\d+\.\d, (95% CI \[[^\]]+\]|too few samples to tell), n = \d+", p), p
+
+
+def test_sweep_noise_floor_reruns_dense_with_only_the_generation_seed_changed(tmp_path, tiny_model):
+    import json
+
+    from comptrust.plan import expand
+    from comptrust.spec import parse_spec
+    from comptrust.sweep import prepare, run_sweep
+
+    text = (f"models:\n  - ref: {tiny_model}\n    name: tiny\ndimensions: [stereotype]\nprofile: smoke\nlimit: 2\n"
+            "batch_size: 4\nseed: 3\ngen_seed: 5\nnoise_floor: true\n")
+    loaded = parse_spec(text, str(tmp_path / "spec.yaml"), tmp_path)
+    assert [j.id for j in expand(loaded).jobs] == ["eval/tiny/dense", "eval/tiny/dense-noise-floor"]
+    out = tmp_path / "sw"
+    res = run_sweep(prepare(loaded, out), report_options=CompareOptions(n_boot=50))
+    assert not res.failed
+    prof = {t: json.loads((out / f"runs/tiny/{t}/results.json").read_text())["profile"]
+            for t in ("dense", "dense-noise-floor")}
+    assert (prof["dense"]["seed"], prof["dense"]["gen_seed"]) == (3, 5)
+    assert (prof["dense-noise-floor"]["seed"], prof["dense-noise-floor"]["gen_seed"]) == (3, 6)
+    cmp = res.comparison
+    assert [r.role for r in cmp.rows] == ["baseline", "noise_floor"]
+    assert cmp.rows[1].label.endswith("(generation seed 6)")
+    assert cmp.rows[1].cells["stereotype"].n_paired > 0  # the same prompts (same --seed), other draws
+    # a finished sweep is done, the noise-floor run included
+    p = prepare(loaded, out)
+    assert set(p.status.values()) == {"done"}

@@ -346,18 +346,3 @@ def test_fairness_and_ethics_withhold_the_score_when_parts_are_absent_only_if_as
         zero = [r for r in P.requests(bctx) if r.group == "zero_shot"]  # only the zero-shot part answered
         res = P.aggregate([P.score(Generation(r, ("wrong",))) for r in zero], bctx)
         assert (res.score is None) == require and res.extra["parts_absent"]
-
-
-@pytest.mark.parametrize("args,needle", [
-    (("--protocol", "release"), "unknown protocol 'release'"),
-    (("--option", "sampling_top_k=-3"), "sampling_top_k=-3"),
-    (("--option", "chat_rendering=fastchat"), "chat_rendering='fastchat'"),
-    (("--chat-template", "dt-fastchat:alpaca"), "unknown chat template"),
-])
-def test_bad_protocol_inputs_are_one_line_exit_2_nothing_written(tmp_path, capsys, args, needle, tiny_model):
-    from clihelp import run_cli
-
-    out = tmp_path / "run"
-    code, _, err = run_cli(capsys, "eval", "-m", str(tiny_model), "-p", "stereotype", "--out", str(out), "--quiet", *args)
-    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
-    assert not out.exists()

@@ -200,11 +200,11 @@ def test_markdown_escaping_and_table_shape(report):
     n_cols = len(re.split(r"(?<!\\)\|", summary[0])) - 2
     assert n_cols == 1 + 9 + 3
     for ln in lines:
-        assert len(re.split(r"(?<!\\)\|", ln)) - 2 in (n_cols, 8, 7, 6)  # summary, evidence, seed spread, regressions
+        assert len(re.split(r"(?<!\\)\|", ln)) - 2 in (n_cols, 9, 7, 6)  # summary, evidence, seed spread, regressions
     assert "SmolLM2 &lt;i&gt;dense&lt;/i&gt; $x$ \\| pipe" in md
     assert "&lt;script&gt;window.\\_\\_pwned=1&lt;/script&gt;" in md and "<script" not in md
     assert "| SparseGPT 50% | 67.5 (+0.0≈) r16%" in md and "42.5 (−20.0) r29% |" in md
-    assert "| SparseGPT 50% | Fairness | −20.00 | [−" in md and "| 40 | 2 | r29% / r19% | outside noise |" in md
+    assert "| SparseGPT 50% | Fairness | −20.00 | [−" in md and "| 40 | 2 | r29% / r19% | – | outside noise |" in md
     assert "## Provenance" in md and "## Top regressions" in md and "## Seed spread" in md
     assert "- compression: method gptq, bits 4, group size requested 128, group size effective 64" in md
     assert "- backend: hf on cpu (float32)" in md and "detoxify-original 0.5.2" in md
@@ -419,3 +419,22 @@ def test_runs_sharing_a_run_id_get_distinct_keys(tmp_path):
     assert [r.run_id for r in cmp.rows] == ["run@a", "run@b"]
     assert cmp.rows[1].baseline_run_id == "run@a" and cmp.rows[1].cells["ood"].delta == pytest.approx(-5.0)
     assert cmp.rows[1].cells["ood"].n_unpaired_variant == 1
+
+
+def test_noise_floor_beside_every_delta_and_in_the_recommendation(tmp_path):
+    dv = dense_vectors(0)
+    d = write_run(tmp_path, "d", kind="dense", fingerprint="fp", vectors=dv)
+    nf = write_run(tmp_path, "nf", kind="dense", fingerprint="fp",
+                   vectors={k: flip(flip(v, down=3), up=1) for k, v in dv.items()})
+    v = write_run(tmp_path, "v", kind="variant", fingerprint="fp-v", base_fingerprint="fp",
+                  vectors={k: flip(v, down=2) for k, v in dv.items()},
+                  compression=CompressionInfo(method="rtn", bits=4, group_size_requested=64, group_size_effective=64))
+    files = generate_report([d, v], tmp_path / "o", noise_floor=[nf], options=OPTS, aggregator=fast_aggregator)
+    cmp = files.comparison
+    var = next(r for r in cmp.rows if r.role == "variant")
+    assert all(c.noise_floor_delta == pytest.approx(-5.0) for c in var.cells.values())
+    text = "\n".join(cmp.recommendation.paragraphs)
+    assert re.search(r"Noise floor \(nf \(seed 0\): the dense model with only the generation seed changed\): its "
+                     r"largest change is \w+ \(Δ −5\.0, 95% CI \[", text)
+    md = files.markdown.read_text()
+    assert "| RTN W4 g64 | OOD | −5.00 | [" in md and "| −5.00 | within noise |" in md

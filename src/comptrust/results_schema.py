@@ -275,6 +275,7 @@ class DeltaCell(_Strict):
     se: float | None = Field(None, description="standard error of delta")
     df: int | None = Field(None, description="degrees of freedom of the t quantile")
     n_strata: int = Field(0, description="resampling strata (groups of >= 5 paired requests; smaller groups pooled)")
+    noise_floor_delta: float | None = Field(None, description="delta of the noise-floor run (the baseline with only the generation seed changed) on this dimension")
     within_noise: bool | None = Field(None, description="ci_low <= 0 <= ci_high; None when no CI could be computed")
     n_paired: int = 0
     n_unpaired_baseline: int = 0

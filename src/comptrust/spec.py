@@ -104,6 +104,8 @@ class SweepSpec(_Strict):
     limit: int | None = Field(default=None, ge=1)
     seed: int = 0  # prompt-sampling seed: which rows the profile draws (seeds.py)
     gen_seed: int = 0  # generation seed: sampling at t > 0, the same for every model (seeds.py)
+    # also evaluate each dense model with generation seed gen_seed + 1: the report's noise floor
+    noise_floor: bool = False
     data_dir: str | None = None  # relative paths are relative to the spec file; None = bundled mini set
     options: dict[str, Any] = Field(default_factory=dict)
     # protocol preset (comptrust/protocol.py); `options` override its switches

@@ -137,6 +137,11 @@ def variant_status(vdir: Path, job: BuildJob, base_fp: str | None) -> str:
     return "built" if m.request == _request_json(job.spec) and same_base else "different"
 
 
+def _job_settings(settings: dict[str, Any], job: EvalJob) -> dict[str, Any]:
+    """The noise-floor re-run of a dense model differs from it only in the generation seed."""
+    return {**settings, "gen_seed": settings["gen_seed"] + 1} if job.noise_floor else settings
+
+
 def eval_is_done(run_dir: Path, fingerprint: str | None, settings: dict[str, Any]) -> bool:
     try:
         res = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
@@ -225,7 +230,7 @@ def prepare(loaded: LoadedSpec, out_dir: str | Path, *, download: bool = True,
         else:
             fp = r.fingerprint if (r and job.variant_dir is None) else (
                 _variant_fingerprint(out / job.variant_dir) if job.variant_dir else None)
-            done = fp is not None and eval_is_done(out / job.out_dir, fp, settings)
+            done = fp is not None and eval_is_done(out / job.out_dir, fp, _job_settings(settings, job))
             status[job.id] = "done" if done else "pending"
     return Prepared(loaded, plan, out, resolved, state, status)
 
@@ -323,7 +328,8 @@ def run_sweep(p: Prepared, events: SweepEvents | None = None, *, report_options=
                     cfg = EvalConfig(
                         model=model.ref if job.variant_dir is None else str(out / job.variant_dir),
                         perspectives=list(spec.dimensions), out_dir=out / job.out_dir, data_dir=loaded.data_dir,
-                        profile=spec.profile, seed=spec.seed, gen_seed=spec.gen_seed, limit=spec.limit, options=dict(spec.options),
+                        profile=spec.profile, seed=spec.seed, gen_seed=spec.gen_seed + (1 if job.noise_floor else 0),
+                        limit=spec.limit, options=dict(spec.options),
                         protocol=spec.protocol,
                         on_bad_row=spec.on_bad_row, device=spec.device, batch_size=spec.batch_size,
                         backend=spec.backend, tensor_parallel_size=spec.tensor_parallel_size,
@@ -396,20 +402,23 @@ def _report(p: Prepared, doc: dict, ran: list[str], ev: SweepEvents, options) ->
     from .results_schema import ComparisonResults
 
     out = p.out_dir
-    run_dirs = [str(out / j.out_dir) for j in p.plan.evals if doc["jobs"][j.id]["status"] == "done"]
+    done = [j for j in p.plan.evals if doc["jobs"][j.id]["status"] == "done"]
+    run_dirs = [str(out / j.out_dir) for j in done if not j.noise_floor]
+    nf_dirs = [str(out / j.out_dir) for j in done if j.noise_floor
+               and any(k.model == j.model and k.target == "dense" for k in done)]
     if not run_dirs:
         return None, None
     rep = out / "report"
     prev = doc.get("report") or {}
-    if not ran and prev.get("runs") == run_dirs and (rep / "report.html").is_file() and (rep / "results.json").is_file():
+    if not ran and prev.get("runs") == run_dirs + nf_dirs and (rep / "report.html").is_file() and (rep / "results.json").is_file():
         try:
             return None, ComparisonResults.model_validate_json((rep / "results.json").read_text(encoding="utf-8"))
         except ValueError:
             pass  # unreadable: write it again
     ev.report_started()
     t0 = time.time()
-    files = generate_report(run_dirs, rep, options=options)
-    doc["report"] = {"runs": run_dirs, "written_at": _now(), "seconds": round(time.time() - t0, 1),
+    files = generate_report(run_dirs, rep, noise_floor=nf_dirs, options=options)
+    doc["report"] = {"runs": run_dirs + nf_dirs, "written_at": _now(), "seconds": round(time.time() - t0, 1),
                      "html": str(files.html)}
     return files, files.comparison
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -23,15 +22,13 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(DEFAULT_OUT, "--out", "-o", help="sweep directory (default ./comptrust-demo; re-running resumes)"),
         full: bool = typer.Option(False, "--full", help="the whole demo grid (built-in spec `demo`, ~40 min on a 2-core CPU)"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its cost, then stop"),
-        backend: Optional[str] = typer.Option(None, "--backend", help="hf (default) | vllm (GPU, its own environment; docs/scale-out.md)"),
     ) -> None:
         """Compress the embedded model two ways, evaluate, and report: the whole study in minutes."""
         from ..spec import load_spec
         from .progress import console
-        from .sweep import apply_overrides, execute
+        from .sweep import execute
 
         t0 = time.perf_counter()
-        loaded = apply_overrides(load_spec("demo" if full else "demo-mini"), backend=backend)
-        result = execute(loaded, out, dry_run=dry_run)
+        result = execute(load_spec("demo" if full else "demo-mini"), out, dry_run=dry_run)
         if result is not None:
             console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")

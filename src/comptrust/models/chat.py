@@ -75,13 +75,6 @@ OVERRIDES = ("tokenizer", *FALLBACKS, DT_FASTCHAT, *(f"{DT_FASTCHAT}:{t}" for t 
 MERGE_SEP = "\n\n"
 
 
-def check_chat_template(override: str | None) -> str | None:
-    """--chat-template's value, or a ConfigError before any model is loaded."""
-    if override is not None and override not in OVERRIDES:
-        raise ConfigError(f"unknown chat template {override!r}; use {', '.join(OVERRIDES)}")
-    return override
-
-
 def guess_fallback(model_name: str) -> str:
     n = model_name.lower()
     if "vicuna" in n:
@@ -132,7 +125,8 @@ class ChatFormatter:
                       rendering: str = "native") -> "ChatFormatter":
         """override: --chat-template; rendering: the protocol preset's chat_rendering, used when
         no override is given."""
-        check_chat_template(override)
+        if override is not None and override not in OVERRIDES:
+            raise ConfigError(f"unknown chat template {override!r}; use {', '.join(OVERRIDES)}")
         if rendering not in RENDERINGS:
             raise ConfigError(f"unknown chat rendering {rendering!r}; use {' | '.join(RENDERINGS)}")
         conv = None

@@ -393,7 +393,8 @@ def _labels(ordered: list[tuple[LoadedRun, str]], families: dict[str, tuple]) ->
         else:
             lab = m.display_name
             if role == "noise_floor":
-                lab += f" (seed {run.results.profile.seed})"
+                g = run.results.profile.gen_seed
+                lab += f" (generation seed {g})" if g is not None else f" (seed {run.results.profile.seed})"
         labels[run.run_id] = lab
     counts: dict[str, int] = defaultdict(int)
     for lab in labels.values():
@@ -461,6 +462,14 @@ def build_comparison(
         if base is not None:
             row.overall_delta = _overall_delta(row, boots, opts.ci_level)
         rows.append(row)
+
+    # The noise floor beside every variant's delta: the same baseline, only the generation seed changed.
+    for row in rows:
+        nf = next((r for r in rows if r.role == "noise_floor" and r.baseline_run_id == row.baseline_run_id), None)
+        if row.role == "variant" and nf is not None:
+            for d, c in row.cells.items():
+                if d in nf.cells:
+                    c.noise_floor_delta = nf.cells[d].delta
 
     # Ties (common: 0/1 outcomes) go to the variant that lost most on the dimension.
     dim_delta = {(r.run_id, d): (c.delta if c.delta is not None else 0.0) for r in rows for d, c in r.cells.items()}

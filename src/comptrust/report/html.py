@@ -138,5 +138,6 @@ def evidence_rows(cmp: ComparisonResults) -> list[dict]:
             out.append({"label": row.label, "dim": dim_title(d), "delta": fmt_delta(c.delta, 2), "ci": ci,
                         "n": c.n_paired, "strata": c.n_strata or "–", "cls": _CLASS.get(state, ""),
                         "refusal": f"{fmt_refusal(c.refusal_rate)} / {fmt_refusal(c.baseline_refusal_rate)}",
+                        "noise_floor": fmt_delta(c.noise_floor_delta, 2),
                         "state": _STATE_WORDS[state]})
     return out

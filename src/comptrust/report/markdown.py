@@ -72,8 +72,8 @@ _STATE_WORDS = {"outside": "outside noise", "within": "within noise", "too_few":
 def evidence_table(cmp: ComparisonResults) -> list[str]:
     """One line per compared cell: the delta, its CI and the counts it rests on."""
     lvl = f"{cmp.stats.ci_level:.0%}"
-    lines = [f"| Model | Dimension | Δ | {lvl} CI | paired requests | strata | refusal (run / baseline) | evidence |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| Model | Dimension | Δ | {lvl} CI | paired requests | strata | refusal (run / baseline) | noise floor Δ | evidence |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in cmp.rows:
         if row.role == "baseline":
             continue
@@ -86,7 +86,7 @@ def evidence_table(cmp: ComparisonResults) -> list[str]:
             state = evidence_state(c)
             lines.append(f"| {md_cell(row.label)} | {dim_title(d)} | {fmt_delta(c.delta, 2)} | {ci} | {c.n_paired} | "
                          f"{c.n_strata or '–'} | {fmt_refusal(c.refusal_rate)} / {fmt_refusal(c.baseline_refusal_rate)} | "
-                         f"{_STATE_WORDS[state]} |")
+                         f"{fmt_delta(c.noise_floor_delta, 2)} | {_STATE_WORDS[state]} |")
     return lines if len(lines) > 2 else []
 
 
