@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import typer
 
+# What each built-in spec takes (README.md, "How long things take", has the measurements).
+SPEC_TIMES = {
+    "demo": "target <= 15 min on 2 CPU cores (estimated 13 min from measured parts; see README)",
+    "demo-full": "not measured; about 8x the demo's eval work: 1.5-2 h on 2 CPU cores (estimate)",
+    "paper": "not measured here (13b models, full profile: a GPU machine)",
+}
+
 
 def register(app: typer.Typer) -> None:
     @app.command("ls")
@@ -29,6 +36,17 @@ def register(app: typer.Typer) -> None:
             t.add_column(col)
         for p in PROFILES.values():
             t.add_row(p.name, str(p.per_group or "all"), str(p.n_samples), str(p.max_new_tokens_cap or "none"), p.description)
+        c.print(t)
+        from ..spec import builtin_specs, load_spec
+
+        t = Table(title="built-in sweep specs (comptrust sweep NAME; `demo` is what `comptrust demo` runs)", title_justify="left")
+        for col in ("name", "jobs", "time", "description"):
+            t.add_column(col)
+        for name in builtin_specs():
+            spec = load_spec(name).spec
+            n_var, n_mod = sum(len(v.seeds) for v in spec.variants), len(spec.models)
+            t.add_row(name, f"{n_var * n_mod} builds + {(n_var + 1) * n_mod} evals", SPEC_TIMES.get(name, ""),
+                      spec.description or "")
         c.print(t)
         t = Table(title=f"cached models ({cache_dir() / 'models'})", title_justify="left")
         t.add_column("directory")

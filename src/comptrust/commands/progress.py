@@ -132,7 +132,16 @@ class SweepDisplay:
         return float(tps) if tps else None
 
     # SweepEvents -----------------------------------------------------------------------------
+    # a build's progress notes that its result line restates (calibration, compression time, where
+    # it was written) go to the log; the rest (group-size fallbacks, warnings) stay on the console
+    RESTATED = ("calibration: ", "compressed in ", "wrote ")
+
     def log(self, text: str) -> None:
+        import sys
+
+        if text.startswith(self.RESTATED):
+            print(f"comptrust: {text}", file=sys.stderr, flush=True)  # the log file while third_party_to_log runs
+            return
         self.console.print(f"[dim]  {escape(text)}[/dim]")
 
     def job_started(self, job, index: int, total: int, note: str = "") -> None:

@@ -41,6 +41,8 @@ HARMLESS = (
     # compressed-tensors on save after llm-compressor's sequential pipeline "offloaded" modules to
     # the CPU they already live on (the CPU device here): no copy to make room for
     re.compile(r"Attempting to save a model with offloaded modules"),
+    # torch, while llm-compressor's sequential pipeline traces a decoder layer with torch.fx
+    re.compile(r"is_fx_tracing will return true for both fx.symbolic_trace and torch.export"),
 )
 
 
@@ -71,7 +73,8 @@ class ThirdPartyLog:
     def note(self, source: str, message: str) -> None:
         key = (source, _normalise(message))
         self.counts[key] += 1
-        self.first.setdefault(key, (message.strip().splitlines() or [""])[0][:200])
+        first = (message.strip().splitlines() or [""])[0]
+        self.first.setdefault(key, first if len(first) <= 160 else first[:159] + "…")
 
     def collect_loguru_warnings(self) -> None:
         """loguru WARNING+ lines written to the log (llm-compressor's format) -> noted warnings."""

@@ -156,7 +156,7 @@ def render_markdown(cmp: ComparisonResults) -> str:
             f"{k} {v}" for k, v in [("method", c.method), ("bits", c.bits), ("sparsity", c.sparsity),
                                     ("structure", c.structure), ("group size requested", c.group_size_requested),
                                     ("group size effective", c.group_size_effective), ("calibration", c.calib_source),
-                                    ("n_calib", c.n_calib), ("seed", c.seed)] if v is not None)
+                                    ("n_calib", c.n_calib), ("seq_len", c.seq_len), ("seed", c.seed)] if v is not None)
         out += [f"### {md_cell(p.label)}", "",
                 f"- run: {md_cell(p.run_id)} in {md_cell(p.run_dir)}",
                 f"- model: {md_cell(ref.display_name)}, fingerprint {md_cell(ref.fingerprint)}; chat template "
