@@ -346,3 +346,32 @@ def test_fairness_and_ethics_withhold_the_score_when_parts_are_absent_only_if_as
         zero = [r for r in P.requests(bctx) if r.group == "zero_shot"]  # only the zero-shot part answered
         res = P.aggregate([P.score(Generation(r, ("wrong",))) for r in zero], bctx)
         assert (res.score is None) == require and res.extra["parts_absent"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--protocol", "release"), "unknown protocol 'release'"),
+    (("--option", "sampling_top_k=-3"), "sampling_top_k=-3"),
+    (("--option", "chat_rendering=fastchat"), "chat_rendering='fastchat'"),
+    (("--chat-template", "dt-fastchat:alpaca"), "unknown chat template"),
+])
+def test_bad_protocol_inputs_are_one_line_exit_2_nothing_written(tmp_path, capsys, args, needle, tiny_model):
+    from clihelp import run_cli
+
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "eval", "-m", str(tiny_model), "-p", "stereotype", "--out", str(out), "--quiet", *args)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_sweep_spec_protocol_and_chat_template_are_checked():
+    from pydantic import ValidationError
+
+    from comptrust.spec import SweepSpec
+
+    s = SweepSpec(models=[{"ref": "m", "chat_template": "dt-fastchat:vicuna_v1.1"}], dimensions=["stereotype"],
+                  protocol="dt-main")
+    assert s.protocol == "dt-main" and SweepSpec(models=["m"], dimensions=["stereotype"]).protocol == "paper"
+    with pytest.raises(ValidationError, match="unknown chat template"):
+        SweepSpec(models=[{"ref": "m", "chat_template": "alpaca"}], dimensions=["stereotype"])
+    with pytest.raises(ValidationError, match="protocol"):
+        SweepSpec(models=["m"], dimensions=["stereotype"], protocol="release")

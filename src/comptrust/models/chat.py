@@ -75,6 +75,13 @@ OVERRIDES = ("tokenizer", *FALLBACKS, DT_FASTCHAT, *(f"{DT_FASTCHAT}:{t}" for t 
 MERGE_SEP = "\n\n"
 
 
+def check_chat_template(override: str | None) -> str | None:
+    """--chat-template's value, or a ConfigError before any model is loaded."""
+    if override is not None and override not in OVERRIDES:
+        raise ConfigError(f"unknown chat template {override!r}; use {', '.join(OVERRIDES)}")
+    return override
+
+
 def guess_fallback(model_name: str) -> str:
     n = model_name.lower()
     if "vicuna" in n:
@@ -125,8 +132,7 @@ class ChatFormatter:
                       rendering: str = "native") -> "ChatFormatter":
         """override: --chat-template; rendering: the protocol preset's chat_rendering, used when
         no override is given."""
-        if override is not None and override not in OVERRIDES:
-            raise ConfigError(f"unknown chat template {override!r}; use {', '.join(OVERRIDES)}")
+        check_chat_template(override)
         if rendering not in RENDERINGS:
             raise ConfigError(f"unknown chat rendering {rendering!r}; use {' | '.join(RENDERINGS)}")
         conv = None
