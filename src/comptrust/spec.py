@@ -42,9 +42,18 @@ class _Strict(BaseModel):
 class ModelEntry(_Strict):
     ref: str = Field(min_length=1)
     name: str | None = None  # directory name under runs/ and variants/; default derived from ref
-    chat_template: str | None = None  # tokenizer | llama-2 | vicuna_v1.1 | plain
+    chat_template: str | None = None  # tokenizer | llama-2 | vicuna_v1.1 | plain | dt-fastchat[:TEMPLATE]
     trust_remote_code: bool = False
     allow_pickle: bool = False  # pickle (.bin/.pt) weights can run code when loaded
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, v: str | None) -> str | None:
+        from .models.chat import OVERRIDES
+
+        if v is not None and v not in OVERRIDES:
+            raise ValueError(f"unknown chat template {v!r}; use {', '.join(OVERRIDES)}")
+        return v
 
     @model_validator(mode="before")
     @classmethod
