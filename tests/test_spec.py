@@ -76,6 +76,8 @@ BAD = [
     ("limit: 3", "limit: 3\nbatch: 4", 21, "batch", "unknown field"),
     ("limit: 3", "limit: lots", 20, "limit", "whole number"),
     ("    seeds: [0, 1]\n", "    seeds: [0, 0]\n", 14, "variants[1].seeds", "repeat"),
+    ("limit: 3", "limit: 3\nbackend: vlm", 21, "backend", "'hf', 'vllm' or 'openai'"),
+    ("limit: 3", "limit: 3\nbackend: openai", 3, "models[0].ref", "does not fit backend openai"),
 ]
 
 
@@ -131,3 +133,22 @@ def test_relative_data_dir_is_relative_to_the_spec(tmp_path):
 def test_unknown_builtin(capsys, tmp_path):
     code, _, err = run_cli(capsys, "sweep", "nope", "--out", str(tmp_path / "o"))
     assert code == 2 and "built-in name (demo, demo-full, paper)" in err
+
+
+def test_backend_field_and_flags(tmp_path, capsys, tiny_model):
+    loaded = load_spec(_write(tmp_path, GOOD.format(model=tiny_model) + "backend: vllm\ntensor_parallel_size: 2\n"))
+    assert loaded.spec.backend == "vllm" and loaded.spec.tensor_parallel_size == 2
+    assert load_spec("demo").spec.backend == "hf"  # the default
+    from comptrust.commands.sweep import apply_overrides
+
+    assert apply_overrides(loaded, backend="hf").spec.backend == "hf"
+    spec = _write(tmp_path, GOOD.format(model=tiny_model))
+    out = tmp_path / "o"
+    for cmd in (["sweep", str(spec), "--out", str(out)], ["demo", "--out", str(out)]):
+        code, _, err = run_cli(capsys, *cmd, "--backend", "vlm", "--dry-run")
+        assert code == 2, err
+        msg = err.strip()
+        assert "\n" not in msg and "unknown --backend 'vlm'; use hf | vllm | openai" in msg
+        assert not out.exists()
+    code, _, err = run_cli(capsys, "sweep", str(spec), "--out", str(out), "--backend", "openai", "--dry-run")
+    assert code == 2 and "does not fit backend openai" in err and "\n" not in err.strip()
