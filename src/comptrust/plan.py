@@ -167,7 +167,7 @@ def measure_workload(loaded: LoadedSpec) -> Workload:
     """Ask each perspective for its requests (reads the data; no model, no tokenizer)."""
     from .perspectives.base import PerspectiveContext, get_perspective, resolve_options
     from .profiles import get_profile
-    from .runner import make_data_source
+    from .pipeline.build import make_data_source
 
     spec = loaded.spec
     data = make_data_source(loaded.data_dir, spec.on_bad_row)

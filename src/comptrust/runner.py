@@ -1,316 +1,36 @@
 """Evaluate one model on some perspectives into a run directory (local executor).
 
-Order of work, chosen so that bad input fails before anything is written:
-  validate + build every request (pure) -> format prompts with the model's chat template ->
-  open the store -> print the plan -> generate only what the store lacks (batch commits) ->
-  score -> aggregate -> write samples/<dimension>.jsonl and results.json atomically.
-A re-run of a finished run loads no model weights and takes seconds.
+Order of work, chosen so that bad input fails before anything is written; each arrow of
+DESIGN's flow is its own module:
+  pipeline/build.py     validate + build every request (pure) -> format prompts with the model's
+                        chat template -> key every sample
+  (here)                open the store -> print the plan
+  pipeline/generate.py  generate only what the store lacks (batch commits)
+  pipeline/score.py     score -> aggregate
+  results_doc.py        write samples/<dimension>.jsonl and merge results.json atomically
+A re-run of a finished run loads no model weights and takes seconds. The names other modules
+import from here (EvalConfig, build_plan, run_eval, generate_missing, ...) stay importable.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .backends.base import GenItem, LoglikItem
-from .data.source import DataSource
 from .errors import ConfigError
 from .faults import checkpoint
-from .models.chat import ChatFormatter
-from .models.resolve import ResolvedModel, resolve_model
-from .peakmem import PeakMemory
-from .perspectives.base import PerspectiveContext, get_perspective, resolve_options
-from .protocol import resolve as resolve_protocol
-from .profiles import get_profile
+from .perspectives.base import get_perspective
+from .pipeline.build import (  # noqa: F401  (re-exported)
+    BACKENDS, EvalConfig, Plan, Unit, _with_sampling_seed, _zero_prompts_message, build_plan, load_tokenizer,
+    make_data_source,
+)
+from .pipeline.generate import ProgressFn, _make_backend, collect_generations, generate_missing  # noqa: F401
+from .pipeline.score import score_all, score_dimension  # noqa: F401
 from .results_doc import (  # noqa: F401  (the underscored names stay importable from here)
     _atomic_write, _read_json, _results_doc, _same_model, _versions, check_merge, dimension_provenance, write_results,
     write_samples,
 )
-from .seeds import sample_seed
-from .store import Store, request_key
-from .types import Generation, Request, SampleScore
-
-@dataclass
-class EvalConfig:
-    model: str | None
-    perspectives: list[str]
-    out_dir: Path
-    data_dir: Path | None = None  # None: the bundled mini set
-    profile: str = "smoke"
-    seed: int = 0  # prompt-sampling seed: which rows a profile draws (seeds.py)
-    limit: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    gen_seed: int = 0  # generation seed: sampling at t > 0, the same for every model (seeds.py)
-    on_bad_row: str = "fail"
-    device: str | None = None
-    dtype: str | None = None
-    batch_size: int = 16
-    chat_template: str | None = None
-    trust_remote_code: bool = False
-    allow_pickle: bool = False  # pickle (.bin/.pt) checkpoints can run code when loaded
-    backend: str = "hf"  # hf | vllm | openai
-    # openai backend: the endpoint (or pass model="openai:MODEL@URL"); the key is read from the
-    # environment variable api_key_env only
-    base_url: str | None = None
-    api_model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    request_timeout: float = 120.0
-    max_retries: int = 4
-    tensor_parallel_size: int = 1  # vllm backend
-    # protocol preset (protocol.py): paper | dt-main | comptrust; --option values override it
-    protocol: str = "paper"
-    # a perspective ending with 0 prompts (its data files absent) is an error unless this is set;
-    # it is recorded in each dimension's provenance
-    allow_partial: bool = False
-
-    def __post_init__(self) -> None:
-        if self.model and self.model.startswith("openai:") and self.backend == "hf":
-            self.backend = "openai"  # an endpoint reference implies the endpoint backend
-        if self.backend == "openai" and not (self.model or "").startswith("openai:"):
-            if not self.api_model:
-                raise ConfigError("--backend openai needs --api-model NAME (and --base-url URL), or --model openai:NAME@URL")
-            self.model = f"openai:{self.api_model}" + (f"@{self.base_url}" if self.base_url else "")
-
-
-@dataclass
-class Unit:
-    """One sample to generate (or one log-likelihood request)."""
-
-    perspective: str
-    request: Request
-    sample_idx: int
-    prompt: str
-    key: str
-    seed: int = 0  # the sample's generation seed (seeds.sample_seed; 0 for greedy and log-likelihood units)
-
-
-@dataclass
-class Plan:
-    resolved: ResolvedModel
-    formatter: ChatFormatter
-    requests: dict[str, list[Request]]
-    units: dict[str, list[Unit]]
-    contexts: dict[str, PerspectiveContext]
-    data: DataSource
-    options: dict[str, Any] = field(default_factory=dict)  # name -> the perspective's typed Options
-    protocol: dict[str, Any] = field(default_factory=dict)  # protocol.Resolved.record(): preset + effective switches
-
-    def summary(self) -> list[dict[str, Any]]:
-        rows = []
-        for name, reqs in self.requests.items():
-            units = self.units[name]
-            rows.append({
-                "perspective": name, "prompts": len(reqs), "samples": len(units),
-                "max_new_tokens": max((r.params.max_new_tokens for r in reqs), default=0),
-                "token_budget": sum(u.request.params.max_new_tokens for u in units),
-            })
-        return rows
-
-
-def _with_sampling_seed(req: Request, seed: int, top_k: int | None = None) -> Request:
-    """The run's sampling seed (and the protocol's top-k, when given) on a t>0 request."""
-    if req.params.temperature <= 0:
-        return req
-    change: dict[str, Any] = {}
-    if req.params.seed != seed:
-        change["seed"] = seed
-    if top_k is not None and req.params.top_k != top_k:
-        change["top_k"] = top_k
-    return dataclasses.replace(req, params=dataclasses.replace(req.params, **change)) if change else req
-
-
-def make_data_source(data_dir: Path | None, on_bad_row: str) -> DataSource:
-    if on_bad_row not in ("fail", "skip"):
-        raise ConfigError(f"--on-bad-row must be fail or skip, not {on_bad_row!r}")
-    if data_dir is None:
-        return DataSource.bundled(on_bad_row)
-    text = str(data_dir)
-    if (text == "hub" or text.startswith("hub@")) and not Path(text).exists():
-        # the HF hub dataset AI-Secure/DecodingTrust, materialised once into the DT layout
-        from .data.hub import HubSource
-        from .models.resolve import cache_dir
-
-        revision = text.partition("@")[2] or None
-        return HubSource(cache_dir=cache_dir() / "data", revision=revision).data_source(on_bad_row=on_bad_row)
-    return DataSource.from_dir(data_dir, on_bad_row)
-
-
-def load_tokenizer(resolved: ResolvedModel):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=resolved.trust_remote_code)
-
-
-def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer=None) -> Plan:
-    """Everything up to (not including) generation; raises on any bad input, writes nothing."""
-    if not cfg.perspectives:
-        raise ConfigError("no perspectives given; pass --perspectives stereotype (see `comptrust ls`)")
-    profile = get_profile(cfg.profile)
-    proto = resolve_protocol(cfg.protocol, list(cfg.perspectives), cfg.options)
-    options = resolve_options(list(cfg.perspectives), proto.perspective_options)  # unknown keys fail here
-    perspectives = {name: get_perspective(name, options[name]) for name in cfg.perspectives}
-    for p in perspectives.values():
-        p.check()
-    data = make_data_source(cfg.data_dir, cfg.on_bad_row)
-    resolved = resolved or resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
-    if cfg.backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {cfg.backend!r}; use {' | '.join(BACKENDS)}")
-    if (resolved.kind == "endpoint") != (cfg.backend == "openai"):
-        raise ConfigError(f"model {resolved.ref} and --backend {cfg.backend} do not fit: openai:NAME@URL models need --backend openai, local ones hf or vllm")
-    if resolved.kind == "endpoint":
-        # the endpoint applies its own chat template: key and send the chat turns themselves
-        from .backends.openai_compat import MessagesFormatter
-
-        formatter = MessagesFormatter()
-    else:
-        tokenizer = tokenizer or load_tokenizer(resolved)
-        formatter = ChatFormatter.for_tokenizer(tokenizer, resolved.display_name, cfg.chat_template,
-                                                rendering=proto.chat_rendering)
-    requests: dict[str, list[Request]] = {}
-    units: dict[str, list[Unit]] = {}
-    contexts: dict[str, PerspectiveContext] = {}
-    for name, p in perspectives.items():
-        ctx = PerspectiveContext(data=data, profile=profile, seed=cfg.seed, limit=cfg.limit)
-        with data.recording(name):
-            reqs = [_with_sampling_seed(r, cfg.gen_seed, proto.sampling_top_k) for r in p.requests(ctx)]
-        if not reqs and not cfg.allow_partial:
-            raise ConfigError(_zero_prompts_message(name, data, ctx))
-        if cfg.backend == "openai" and any(r.raw_prompt for r in reqs):
-            raise ConfigError(f"{name} sends raw completion prompts ({cfg.protocol} protocol), which chat endpoints do not take; "
-                              "evaluate it with --backend hf or vllm, or pass --option mmlu_prompt=chat")
-        if cfg.backend == "openai" and any(r.choices for r in reqs):
-            raise ConfigError(f"{name} asks for log-likelihoods, which chat endpoints do not give; evaluate it with --backend hf or vllm")
-        ids = [r.id for r in reqs]
-        if len(set(ids)) != len(ids):
-            raise AssertionError(f"perspective {name} produced duplicate request ids")  # a bug, not user input
-        requests[name], contexts[name] = reqs, ctx
-        us = []
-        for r in reqs:
-            prompt = formatter.format_raw(r.messages) if r.raw_prompt else formatter.format(r.messages)
-            n = 1 if r.choices else r.params.n
-            sampled = r.params.temperature > 0 and not r.choices
-            for i in range(n):
-                seed = sample_seed(cfg.gen_seed, name, r.id, r.params, i) if sampled else 0
-                key = request_key(resolved.fingerprint, cfg.backend, prompt, r.params, i, r.choices,
-                                  sample_seed=seed if sampled else None)
-                us.append(Unit(name, r, i, prompt, key, seed))
-        units[name] = us
-    return Plan(resolved, formatter, requests, units, contexts, data, options, proto.record())
-
-
-def _zero_prompts_message(name: str, data: DataSource, ctx: PerspectiveContext) -> str:
-    from .sanitize import clean
-
-    missing = data.missing_by.get(name) or []
-    if missing:
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        why = f"{shown} not found under {data.root}"
-    else:
-        why = "; ".join(ctx.notes[:2]) or "no rows selected"
-    return clean(f"{name}: 0 prompts ({why}); add the data files, or pass --allow-partial to record an empty result")
-
-
-BACKENDS = ("hf", "vllm", "openai")
-
-
-def _make_backend(cfg: EvalConfig, resolved: ResolvedModel):
-    if cfg.backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {cfg.backend!r}; use {' | '.join(BACKENDS)}")
-    if cfg.backend == "openai":
-        from .backends.openai_compat import OpenAIBackend
-
-        return OpenAIBackend(resolved.endpoint or "", resolved.display_name, api_key_env=cfg.api_key_env,
-                             concurrency=cfg.concurrency, timeout=cfg.request_timeout,
-                             max_retries=cfg.max_retries, batch_size=cfg.batch_size)
-    if cfg.backend == "vllm":
-        from .backends.vllm import VLLMBackend
-
-        return VLLMBackend(resolved, device=cfg.device, dtype=cfg.dtype,
-                           tensor_parallel_size=cfg.tensor_parallel_size, batch_size=max(cfg.batch_size, 256))
-    from .backends.hf import HFBackend
-
-    return HFBackend(resolved, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
-
-
-ProgressFn = Callable[[int, int], None]  # (done_units_delta, generated_tokens_delta)
-
-
-def generate_missing(cfg: EvalConfig, plan: Plan, store: Store, on_start: Callable[[int], ProgressFn] | None = None) -> dict[str, Any]:
-    """Generate every unit the store lacks; commits batch by batch. Returns efficiency figures."""
-    all_units = [u for us in plan.units.values() for u in us]
-    have = store.get_many(u.key for u in all_units)
-    missing = [u for u in all_units if u.key not in have]
-    if not missing:
-        return {}
-    by_key = {u.key: u for u in missing}
-    advance = on_start(len(missing)) if on_start else (lambda a, b: None)
-    mem = PeakMemory.start()  # the load and the first batch: weights, buffers, activations
-    t_load = time.perf_counter()
-    backend = _make_backend(cfg, plan.resolved)
-    load_s = time.perf_counter() - t_load
-    peak: list[int | None] = []  # set once, after the first batch of either kind
-
-    def first_batch_done() -> None:
-        if not peak:
-            peak.append(mem.peak_added())
-
-    def row(u: Unit, text: str, n_tokens: int) -> dict[str, Any]:
-        return {"key": u.key, "model_fp": plan.resolved.fingerprint, "backend": backend.name,
-                "perspective": u.perspective, "request_id": u.request.id, "sample_idx": u.sample_idx,
-                "params": {**dataclasses.asdict(u.request.params), "sample_seed": u.seed},  # the seed it was drawn with
-                "prompt": u.prompt, "text": text, "n_tokens": n_tokens}
-
-    gen_items = [GenItem(u.key, u.prompt, u.request.params, u.sample_idx, u.seed, u.request.messages)
-                 for u in missing if not u.request.choices]
-    ll_items = [LoglikItem(u.key, u.prompt, u.request.choices) for u in missing if u.request.choices]
-    for batch in backend.generate(gen_items):
-        checkpoint("generate.batch")
-        store.put_many([row(by_key[o.key], o.text, o.n_tokens) for o in batch])
-        first_batch_done()
-        advance(len(batch), sum(o.n_tokens for o in batch))
-    if ll_items:
-        for batch in backend.loglikelihood(ll_items):
-            store.put_many([row(by_key[k], json.dumps(list(v)), 0) for k, v in batch])
-            first_batch_done()
-            advance(len(batch), 0)
-    eff = {"backend": {"name": backend.name, "device": backend.device, "dtype": backend.dtype},
-           "load_seconds": round(load_s, 2),
-           # peak resident memory added from before the load through the first batch
-           "peak_load_mem_bytes": peak[0] if peak else None}
-    if backend.gen_seconds > 0 and backend.gen_tokens > 0:
-        eff["tokens_per_s"] = round(backend.gen_tokens / backend.gen_seconds, 2)
-    return eff
-
-
-def collect_generations(plan: Plan, store: Store) -> dict[str, list[Generation]]:
-    have = store.get_many(u.key for us in plan.units.values() for u in us)
-    out: dict[str, list[Generation]] = {}
-    for name, reqs in plan.requests.items():
-        by_req: dict[str, list[Unit]] = {}
-        for u in plan.units[name]:
-            by_req.setdefault(u.request.id, []).append(u)
-        gens = []
-        for r in reqs:
-            us = sorted(by_req[r.id], key=lambda u: u.sample_idx)
-            missing = [u for u in us if u.key not in have]
-            if missing:
-                raise RuntimeError(f"{len(missing)} answers missing for {name}/{r.id} after generation")
-            if r.choices:
-                gens.append(Generation(r, (), us[0].prompt, tuple(json.loads(have[us[0].key][0]))))
-            else:
-                gens.append(Generation(r, tuple(have[u.key][0] for u in us), us[0].prompt))
-        out[name] = gens
-    return out
-
-
-def score_all(p, gens: list[Generation]) -> list[SampleScore]:
-    return list(p.score_many(gens))
+from .store import Store
 
 
 def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Plan, int], None] | None = None,
@@ -335,13 +55,7 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
             checkpoint("score")
             # one instance scores and aggregates (the score cache lets a scorer skip known texts)
             p = get_perspective(name, plan.options[name], score_cache=store.score_cache())
-            scores = score_all(p, gl)
-            ctx = plan.contexts[name]
-            d = p.aggregate(scores, ctx).to_json()
-            d["title"] = p.title
-            d["version"] = p.version
-            d["notes"] = list(dict.fromkeys([*ctx.notes, *d.get("notes", [])]))
-            d["counts"] = {"requests": len(gl), "samples": sum(max(1, len(g.texts)) for g in gl), **d.get("counts", {})}
+            d, scores = score_dimension(p, gl, plan.contexts[name])
             d["provenance"] = dimension_provenance(cfg, plan, name, d.get("extra", {}).get("scorer"))
             dims[name] = d
             samples[name] = (gl, scores)

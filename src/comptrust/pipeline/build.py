@@ -1,0 +1,205 @@
+"""Build: validate every input, turn each perspective's data rows into Requests, format the
+prompts with the model's chat template and key every sample (DESIGN's build arrow). Pure apart
+from reading the data and the tokenizer; raises on any bad input and writes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data.source import DataSource
+from ..errors import ConfigError
+from ..models.chat import ChatFormatter
+from ..models.resolve import ResolvedModel, resolve_model
+from ..perspectives.base import PerspectiveContext, get_perspective, resolve_options
+from ..profiles import get_profile
+from ..protocol import resolve as resolve_protocol
+from ..seeds import sample_seed
+from ..store import request_key
+from ..types import Request
+
+
+@dataclass
+class EvalConfig:
+    model: str | None
+    perspectives: list[str]
+    out_dir: Path
+    data_dir: Path | None = None  # None: the bundled mini set
+    profile: str = "smoke"
+    seed: int = 0  # prompt-sampling seed: which rows a profile draws (seeds.py)
+    limit: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    gen_seed: int = 0  # generation seed: sampling at t > 0, the same for every model (seeds.py)
+    on_bad_row: str = "fail"
+    device: str | None = None
+    dtype: str | None = None
+    batch_size: int = 16
+    chat_template: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False  # pickle (.bin/.pt) checkpoints can run code when loaded
+    backend: str = "hf"  # hf | vllm | openai
+    # openai backend: the endpoint (or pass model="openai:MODEL@URL"); the key is read from the
+    # environment variable api_key_env only
+    base_url: str | None = None
+    api_model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    request_timeout: float = 120.0
+    max_retries: int = 4
+    tensor_parallel_size: int = 1  # vllm backend
+    # protocol preset (protocol.py): paper | dt-main | comptrust; --option values override it
+    protocol: str = "paper"
+    # a perspective ending with 0 prompts (its data files absent) is an error unless this is set;
+    # it is recorded in each dimension's provenance
+    allow_partial: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model and self.model.startswith("openai:") and self.backend == "hf":
+            self.backend = "openai"  # an endpoint reference implies the endpoint backend
+        if self.backend == "openai" and not (self.model or "").startswith("openai:"):
+            if not self.api_model:
+                raise ConfigError("--backend openai needs --api-model NAME (and --base-url URL), or --model openai:NAME@URL")
+            self.model = f"openai:{self.api_model}" + (f"@{self.base_url}" if self.base_url else "")
+
+
+@dataclass
+class Unit:
+    """One sample to generate (or one log-likelihood request)."""
+
+    perspective: str
+    request: Request
+    sample_idx: int
+    prompt: str
+    key: str
+    seed: int = 0  # the sample's generation seed (seeds.sample_seed; 0 for greedy and log-likelihood units)
+
+
+@dataclass
+class Plan:
+    resolved: ResolvedModel
+    formatter: ChatFormatter
+    requests: dict[str, list[Request]]
+    units: dict[str, list[Unit]]
+    contexts: dict[str, PerspectiveContext]
+    data: DataSource
+    options: dict[str, Any] = field(default_factory=dict)  # name -> the perspective's typed Options
+    protocol: dict[str, Any] = field(default_factory=dict)  # protocol.Resolved.record(): preset + effective switches
+
+    def summary(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, reqs in self.requests.items():
+            units = self.units[name]
+            rows.append({
+                "perspective": name, "prompts": len(reqs), "samples": len(units),
+                "max_new_tokens": max((r.params.max_new_tokens for r in reqs), default=0),
+                "token_budget": sum(u.request.params.max_new_tokens for u in units),
+            })
+        return rows
+
+
+def _with_sampling_seed(req: Request, seed: int, top_k: int | None = None) -> Request:
+    """The run's sampling seed (and the protocol's top-k, when given) on a t>0 request."""
+    if req.params.temperature <= 0:
+        return req
+    change: dict[str, Any] = {}
+    if req.params.seed != seed:
+        change["seed"] = seed
+    if top_k is not None and req.params.top_k != top_k:
+        change["top_k"] = top_k
+    return dataclasses.replace(req, params=dataclasses.replace(req.params, **change)) if change else req
+
+
+def make_data_source(data_dir: Path | None, on_bad_row: str) -> DataSource:
+    if on_bad_row not in ("fail", "skip"):
+        raise ConfigError(f"--on-bad-row must be fail or skip, not {on_bad_row!r}")
+    if data_dir is None:
+        return DataSource.bundled(on_bad_row)
+    text = str(data_dir)
+    if (text == "hub" or text.startswith("hub@")) and not Path(text).exists():
+        # the HF hub dataset AI-Secure/DecodingTrust, materialised once into the DT layout
+        from ..data.hub import HubSource
+        from ..models.resolve import cache_dir
+
+        revision = text.partition("@")[2] or None
+        return HubSource(cache_dir=cache_dir() / "data", revision=revision).data_source(on_bad_row=on_bad_row)
+    return DataSource.from_dir(data_dir, on_bad_row)
+
+
+def load_tokenizer(resolved: ResolvedModel):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=resolved.trust_remote_code)
+
+
+def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer=None) -> Plan:
+    """Everything up to (not including) generation; raises on any bad input, writes nothing."""
+    if not cfg.perspectives:
+        raise ConfigError("no perspectives given; pass --perspectives stereotype (see `comptrust ls`)")
+    profile = get_profile(cfg.profile)
+    proto = resolve_protocol(cfg.protocol, list(cfg.perspectives), cfg.options)
+    options = resolve_options(list(cfg.perspectives), proto.perspective_options)  # unknown keys fail here
+    perspectives = {name: get_perspective(name, options[name]) for name in cfg.perspectives}
+    for p in perspectives.values():
+        p.check()
+    data = make_data_source(cfg.data_dir, cfg.on_bad_row)
+    resolved = resolved or resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
+    if cfg.backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {cfg.backend!r}; use {' | '.join(BACKENDS)}")
+    if (resolved.kind == "endpoint") != (cfg.backend == "openai"):
+        raise ConfigError(f"model {resolved.ref} and --backend {cfg.backend} do not fit: openai:NAME@URL models need --backend openai, local ones hf or vllm")
+    if resolved.kind == "endpoint":
+        # the endpoint applies its own chat template: key and send the chat turns themselves
+        from ..backends.openai_compat import MessagesFormatter
+
+        formatter = MessagesFormatter()
+    else:
+        tokenizer = tokenizer or load_tokenizer(resolved)
+        formatter = ChatFormatter.for_tokenizer(tokenizer, resolved.display_name, cfg.chat_template,
+                                                rendering=proto.chat_rendering)
+    requests: dict[str, list[Request]] = {}
+    units: dict[str, list[Unit]] = {}
+    contexts: dict[str, PerspectiveContext] = {}
+    for name, p in perspectives.items():
+        ctx = PerspectiveContext(data=data, profile=profile, seed=cfg.seed, limit=cfg.limit)
+        with data.recording(name):
+            reqs = [_with_sampling_seed(r, cfg.gen_seed, proto.sampling_top_k) for r in p.requests(ctx)]
+        if not reqs and not cfg.allow_partial:
+            raise ConfigError(_zero_prompts_message(name, data, ctx))
+        if cfg.backend == "openai" and any(r.raw_prompt for r in reqs):
+            raise ConfigError(f"{name} sends raw completion prompts ({cfg.protocol} protocol), which chat endpoints do not take; "
+                              "evaluate it with --backend hf or vllm, or pass --option mmlu_prompt=chat")
+        if cfg.backend == "openai" and any(r.choices for r in reqs):
+            raise ConfigError(f"{name} asks for log-likelihoods, which chat endpoints do not give; evaluate it with --backend hf or vllm")
+        ids = [r.id for r in reqs]
+        if len(set(ids)) != len(ids):
+            raise AssertionError(f"perspective {name} produced duplicate request ids")  # a bug, not user input
+        requests[name], contexts[name] = reqs, ctx
+        us = []
+        for r in reqs:
+            prompt = formatter.format_raw(r.messages) if r.raw_prompt else formatter.format(r.messages)
+            n = 1 if r.choices else r.params.n
+            sampled = r.params.temperature > 0 and not r.choices
+            for i in range(n):
+                seed = sample_seed(cfg.gen_seed, name, r.id, r.params, i) if sampled else 0
+                key = request_key(resolved.fingerprint, cfg.backend, prompt, r.params, i, r.choices,
+                                  sample_seed=seed if sampled else None)
+                us.append(Unit(name, r, i, prompt, key, seed))
+        units[name] = us
+    return Plan(resolved, formatter, requests, units, contexts, data, options, proto.record())
+
+
+def _zero_prompts_message(name: str, data: DataSource, ctx: PerspectiveContext) -> str:
+    from ..sanitize import clean
+
+    missing = data.missing_by.get(name) or []
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        why = f"{shown} not found under {data.root}"
+    else:
+        why = "; ".join(ctx.notes[:2]) or "no rows selected"
+    return clean(f"{name}: 0 prompts ({why}); add the data files, or pass --allow-partial to record an empty result")
+
+
+BACKENDS = ("hf", "vllm", "openai")
