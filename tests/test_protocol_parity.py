@@ -375,3 +375,27 @@ def test_sweep_spec_protocol_and_chat_template_are_checked():
         SweepSpec(models=[{"ref": "m", "chat_template": "alpaca"}], dimensions=["stereotype"])
     with pytest.raises(ValidationError, match="protocol"):
         SweepSpec(models=["m"], dimensions=["stereotype"], protocol="release")
+
+
+def test_mmlu_crop_drops_demonstrations_until_the_prompt_fits(tmp_path):
+    from comptrust.testing import make_tokenizer
+
+    tok_dir = tmp_path / "gpt2-like"
+    make_tokenizer(None).save_pretrained(tok_dir)
+    ctx = PerspectiveContext(data=DataSource.bundled(), profile=get_profile("smoke"))
+    full = _perspective("mmlu", "paper", mmlu_source="bundled").requests(ctx)
+    counted = _perspective("mmlu", "paper", mmlu_source="bundled", mmlu_crop_tokenizer=str(tok_dir)).requests(
+        PerspectiveContext(data=DataSource.bundled(), profile=get_profile("smoke")))
+    assert [r.messages for r in counted] == [r.messages for r in full]  # every prompt fits 2,048 tokens
+    tight = PerspectiveContext(data=DataSource.bundled(), profile=get_profile("smoke"))
+    P = _perspective("mmlu", "paper", mmlu_source="bundled", mmlu_crop_tokenizer=str(tok_dir), mmlu_crop_tokens=150)
+    short = P.requests(tight)
+    tok = make_tokenizer(None)
+    for s, f in zip(short, full):
+        n = len(tok(s.messages[0].content, add_special_tokens=False)["input_ids"])
+        assert n <= 150 or s.messages[0].content.count("\nAnswer:") == 1  # fits, or no demonstration left
+        assert s.messages[0].content.count("\nAnswer:") <= f.messages[0].content.count("\nAnswer:")
+        assert s.messages[0].content.endswith(f.messages[0].content.rsplit("\n\n", 1)[-1])  # same test question
+    assert any("fewer demonstrations" in n for n in tight.notes)
+    with pytest.raises(ConfigError, match="mmlu_crop_tokenizer"):
+        _perspective("mmlu", "paper", mmlu_source="bundled", mmlu_crop_tokenizer=str(tmp_path / "nope")).requests(ctx)

@@ -35,8 +35,9 @@ from pydantic import Field
 
 from ..benign.mmlu_data import CATEGORIES, LETTERS, MMLUData, build_prompt, header, load_bundled, load_hub, load_local
 from ..profiles import stratified_sample
+from ..errors import ConfigError
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore, stable_hash
-from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions
 
 CHOICES = (" A", " B", " C", " D")
 SCORING_MODES = ("loglik", "generate")
@@ -76,18 +77,14 @@ class MMLUOptions(PerspectiveOptions):
     # comp-trust: mmlu_autogptq.py's raw text (its two-space header) with the tokenizer's BOS, no template
     mmlu_prompt: Literal["chat", "comp-trust"] = "chat"
     mmlu_letter_rule: Literal["stripped", "comp-trust"] = "stripped"  # see parse_letter
+    # comp-trust drops demonstrations while Hendrycks' crop (the first 2,048 GPT-2 BPE tokens)
+    # changes the prompt; it needs a local GPT-2 tokenizer directory (nothing is downloaded)
+    mmlu_crop_tokenizer: str | None = None
+    mmlu_crop_tokens: int = Field(2048, ge=1)
 
 
-@register
-class MMLU(Perspective):
-    name: ClassVar[str] = "mmlu"
-    title: ClassVar[str] = "MMLU"
-    is_trust: ClassVar[bool] = False
+class MMLU(Perspective, name="mmlu", title="MMLU", is_trust=False, order=90, heatmap=1, options=MMLUOptions):
     bootstrap_mean_key: ClassVar[str | None] = "correct"  # score == 100 * mean(correct)
-    order: ClassVar[int] = 90
-    heatmap: ClassVar[int | None] = 1
-    Options = MMLUOptions
-    options: MMLUOptions
 
     def __init__(self, options: Any = None, *, score_cache: Any = None,
                  hub_loader: Callable[..., Any] | None = None) -> None:
@@ -148,24 +145,53 @@ class MMLU(Perspective):
                      "counted as refusal, as comp-trust)")
         raw = self.options.mmlu_prompt == "comp-trust"
         ctx.note("MMLU prompt: " + ("comp-trust's raw text (header 'about  <subject>.', BOS, no chat template; "
-                                    "mmlu_prompt=comp-trust). Not reproduced: its crop of over-long prompts to "
-                                    "2,048 tokens by dropping demonstrations" if raw else
+                                    "mmlu_prompt=comp-trust)" if raw else
                                     "one user turn through the model's chat template (mmlu_prompt=chat)"))
+        count = self._crop_counter()
+        limit = self.options.mmlu_crop_tokens
+        if count is None:
+            ctx.note(f"MMLU prompts are not cropped to {limit} tokens (comp-trust drops demonstrations until "
+                     "Hendrycks' GPT-2 crop leaves the prompt whole); pass mmlu_crop_tokenizer=<local GPT-2 "
+                     "tokenizer dir> to do so")
+        cropped = 0
         seen: Counter[str] = Counter()
         out = []
         for q in items:
             base = f"mmlu/{q.subject}/{stable_hash([q.question, list(q.choices), q.answer], 12)}"
             seen[base] += 1
             rid = base if seen[base] == 1 else f"{base}-{seen[base]}"
-            prompt = build_prompt(q, data.dev.get(q.subject, [])[:k])
-            if raw:
-                prompt = comptrust_header(q.subject) + prompt[len(header(q.subject)):]
+            def make(n: int) -> str:
+                p = build_prompt(q, data.dev.get(q.subject, [])[:n])
+                return comptrust_header(q.subject) + p[len(header(q.subject)):] if raw else p
+
+            n_demo = min(k, len(data.dev.get(q.subject, [])))
+            prompt = make(n_demo)
+            # comp-trust: `while crop(prompt) != prompt: k -= 1` (a lossless BPE: longer than the limit)
+            while count is not None and n_demo > 0 and count(prompt) > limit:
+                n_demo -= 1
+                prompt = make(n_demo)
+            cropped += n_demo < min(k, len(data.dev.get(q.subject, [])))
             out.append(Request(
                 id=rid, group=q.subject, messages=(Message("user", prompt),), params=params,
                 meta={"subject": q.subject, "answer": q.answer_letter, "scoring": o["mmlu_scoring"], "where": q.where},
                 choices=CHOICES if loglik else (), raw_prompt=raw,
             ))
+        if cropped:
+            ctx.note(f"MMLU: {cropped} prompts use fewer demonstrations to fit {limit} tokens (comp-trust's crop)")
         return out
+
+    def _crop_counter(self) -> Callable[[str], int] | None:
+        ref = self.options.mmlu_crop_tokenizer
+        if not ref:
+            return None
+        from transformers import AutoTokenizer  # heavy; only when asked for
+
+        try:
+            tok = AutoTokenizer.from_pretrained(ref, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"mmlu_crop_tokenizer={ref!r}: not a local tokenizer directory ({type(e).__name__}); "
+                              "pass a folder holding GPT-2's tokenizer files") from None
+        return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
 
     # ------------------------------------------------------------ score
 
