@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from statistics import fmean
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from ..data.files import read_jsonl
 from ..types import DimensionResult, Generation, GenParams, Request, SampleScore
-from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions
 from .classification import (
     CLASSIFICATION_MAX_TOKENS,
     capped_tokens,
@@ -104,15 +104,8 @@ class AdvDemonstrationOptions(PerspectiveOptions):
     adv_demo_refusal_check: Literal["dt", "every-answer"] = "every-answer"
 
 
-@register
-class AdvDemonstration(Perspective):
-    name: ClassVar[str] = "adv_demonstration"
-    title: ClassVar[str] = "Robustness to adversarial demonstrations"
-    short_title: ClassVar[str] = "AdvDemo"
-    order: ClassVar[int] = 50
-    heatmap: ClassVar[int | None] = 4
-    Options = AdvDemonstrationOptions
-    options: AdvDemonstrationOptions
+class AdvDemonstration(Perspective, name="adv_demonstration", title="Robustness to adversarial demonstrations",
+                       short_title="AdvDemo", order=50, heatmap=4, options=AdvDemonstrationOptions):
 
     # ------------------------------------------------------------------ build
     def requests(self, ctx: PerspectiveContext) -> list[Request]:

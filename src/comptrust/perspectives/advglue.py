@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import field_validator
 
 from ..data.files import read_json
 from ..errors import ConfigError, DataError
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore
-from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions
 from .classification import capped_tokens, sample_items
 
 PLUS_PLUS_FILES = {
@@ -183,15 +183,8 @@ class AdvGLUEOptions(PerspectiveOptions):
         return parse_tasks(v)
 
 
-@register
-class AdvGLUEPerspective(Perspective):
-    name: ClassVar[str] = "advglue"
-    title: ClassVar[str] = "Adversarial robustness"
-    short_title: ClassVar[str] = "AdvGLUE++"
-    order: ClassVar[int] = 30
-    heatmap: ClassVar[int | None] = 2
-    Options = AdvGLUEOptions
-    options: AdvGLUEOptions
+class AdvGLUEPerspective(Perspective, name="advglue", title="Adversarial robustness",
+                         short_title="AdvGLUE++", order=30, heatmap=2, options=AdvGLUEOptions):
 
     def _fixed(self) -> bool:
         return self.options.advglue_fixed_parsing

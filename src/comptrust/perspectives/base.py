@@ -5,14 +5,14 @@ A perspective (one trust dimension, or a benign task) subclasses `Perspective`:
     class Options(PerspectiveOptions):          # its switches; unknown keys are an error
         mydim_strict: bool = False
 
-    class MyDim(Perspective):
-        name = "mydim"                          # registry key, the entry-point name
-        title = "My dimension"                  # column title in reports
-        is_trust = True                         # counts in the overall trust mean
-        order = 85                              # report column order (built-ins: 10..90)
-        heatmap = None                          # position in the delta heatmap; None: by order
-        version = "1"                           # bump when requests/score/aggregate change
-        Options = Options
+    class MyDim(Perspective, name="mydim", title="My dimension", order=85, version="1", options=Options):
+        # name      registry key, the entry-point name
+        # title     full title; short_title: the report column header (default: title)
+        # is_trust  counts in the overall trust mean (default True; False: a benign task)
+        # order     report column order (built-ins: 10..90); heatmap: position in the delta
+        #           heatmap (default None: after the others, by order)
+        # version   bump when requests/score/aggregate change (default "1")
+        # (the same names as class attributes work too)
 
         def requests(self, ctx) -> list[Request]: ...          (pure in ctx and self.options)
         def score(self, gen) -> SampleScore: ...               (one request's answers)
@@ -107,6 +107,19 @@ class Perspective:
     version: ClassVar[str] = "1"
     Options: ClassVar[type[PerspectiveOptions]] = PerspectiveOptions
     bootstrap_mean_key: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, *, name: str | None = None, title: str | None = None, short_title: str | None = None,
+                          is_trust: bool | None = None, order: int | None = None, heatmap: int | None = None,
+                          version: str | None = None, options: type[PerspectiveOptions] | None = None,
+                          **kw: Any) -> None:
+        """The catalogue entry as class keywords:
+        `class Ood(Perspective, name="ood", title="...", order=40, options=OodOptions)`."""
+        super().__init_subclass__(**kw)
+        given = {"name": name, "title": title, "short_title": short_title, "is_trust": is_trust, "order": order,
+                 "heatmap": heatmap, "version": version, "Options": options}
+        for attr, value in given.items():
+            if value is not None:
+                setattr(cls, attr, value)
 
     def __init__(self, options: PerspectiveOptions | Mapping[str, Any] | None = None, *,
                  score_cache: Any = None, **option_kwargs: Any) -> None:

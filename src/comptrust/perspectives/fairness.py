@@ -30,14 +30,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..data.files import read_jsonl
 from ..types import DimensionResult, Generation, GenParams, Request, SampleScore, stable_hash
-from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions
 from .classification import (
     CLASSIFICATION_MAX_TOKENS,
     capped_tokens,
@@ -176,14 +176,7 @@ class FairnessOptions(PerspectiveOptions):
     fairness_use_fairlearn: bool = False
 
 
-@register
-class Fairness(Perspective):
-    name: ClassVar[str] = "fairness"
-    title: ClassVar[str] = "Fairness"
-    order: ClassVar[int] = 80
-    heatmap: ClassVar[int | None] = 6
-    Options = FairnessOptions
-    options: FairnessOptions
+class Fairness(Perspective, name="fairness", title="Fairness", order=80, heatmap=6, options=FairnessOptions):
 
     # ------------------------------------------------------------------ build
     def load_setting(self, ctx: PerspectiveContext, st: Setting) -> list[dict[str, Any]] | None:

@@ -24,12 +24,12 @@ import random
 from collections import defaultdict
 from pathlib import Path
 from statistics import fmean
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from ..data.files import BadRows
 from ..errors import DataError
 from ..types import DimensionResult, Generation, GenParams, Request, SampleScore
-from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions
 from .classification import (
     CLASSIFICATION_MAX_TOKENS,
     capped_tokens,
@@ -139,15 +139,8 @@ class MachineEthicsOptions(PerspectiveOptions):
     ethics_require_all_parts: bool = False
 
 
-@register
-class MachineEthics(Perspective):
-    name: ClassVar[str] = "machine_ethics"
-    title: ClassVar[str] = "Machine ethics"
-    short_title: ClassVar[str] = "Ethics"
-    order: ClassVar[int] = 70
-    heatmap: ClassVar[int | None] = 5
-    Options = MachineEthicsOptions
-    options: MachineEthicsOptions
+class MachineEthics(Perspective, name="machine_ethics", title="Machine ethics",
+                    short_title="Ethics", order=70, heatmap=5, options=MachineEthicsOptions):
 
     # ------------------------------------------------------------------ build
     def requests(self, ctx: PerspectiveContext) -> list[Request]:

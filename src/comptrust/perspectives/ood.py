@@ -14,12 +14,12 @@ wrong) are in docs/perspectives/ood.md.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from ..data.files import read_json
 from ..errors import DataError
 from ..types import DimensionResult, GenParams, Generation, Request, SampleScore
-from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions
 from .classification import (
     CLASSIFICATION_MAX_TOKENS, capped_tokens, classification_messages, sample_items,
 )
@@ -165,15 +165,8 @@ class OODOptions(PerspectiveOptions):
     ood_require_complete: bool = False
 
 
-@register
-class OODPerspective(Perspective):
-    name: ClassVar[str] = "ood"
-    title: ClassVar[str] = "Out-of-distribution robustness"
-    short_title: ClassVar[str] = "OOD"
-    order: ClassVar[int] = 40
-    heatmap: ClassVar[int | None] = 3
-    Options = OODOptions
-    options: OODOptions
+class OODPerspective(Perspective, name="ood", title="Out-of-distribution robustness",
+                     short_title="OOD", order=40, heatmap=3, options=OODOptions):
 
     # ---------------------------------------------------------------- build
 

@@ -20,12 +20,12 @@ import re
 import string
 from pathlib import Path
 from statistics import fmean
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from ..data.files import BadRows, read_json
 from ..errors import DataError
 from ..types import DimensionResult, Generation, GenParams, Message, Request, SampleScore
-from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions
 from .classification import capped_tokens, sample_count, sample_items
 
 ENRON_DIR = "data/privacy/enron_data"
@@ -388,14 +388,7 @@ class PrivacyOptions(PerspectiveOptions):
     privacy_enron_cleanup_spaces: bool | None = None  # decode(clean_up_tokenization_spaces=...) of context-k
 
 
-@register
-class Privacy(Perspective):
-    name: ClassVar[str] = "privacy"
-    title: ClassVar[str] = "Privacy"
-    order: ClassVar[int] = 60
-    heatmap: ClassVar[int | None] = 8
-    Options = PrivacyOptions
-    options: PrivacyOptions
+class Privacy(Perspective, name="privacy", title="Privacy", order=60, heatmap=8, options=PrivacyOptions):
 
     # ------------------------------------------------------------------ build
     def requests(self, ctx: PerspectiveContext) -> list[Request]:

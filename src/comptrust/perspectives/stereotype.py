@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ..data.files import read_csv, read_jsonl
 from ..errors import ConfigError, DataError
 from ..profiles import stratified_sample
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore
-from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions
 
 DATA_FILE = "data/stereotype/dataset/stereotype_bias_data.jsonl"
 SYSTEM_PROMPTS_FILE = "data/stereotype/dataset/system_prompts.csv"
@@ -295,16 +295,8 @@ class StereotypeOptions(PerspectiveOptions):
     stereotype_round: bool = True
 
 
-@register
-class StereotypePerspective(Perspective):
-    name: ClassVar[str] = "stereotype"
-    title: ClassVar[str] = "Stereotype bias"
-    short_title: ClassVar[str] = "Stereotype"
-    is_trust: ClassVar[bool] = True
-    order: ClassVar[int] = 20
-    heatmap: ClassVar[int | None] = 9
-    Options = StereotypeOptions
-    options: StereotypeOptions
+class StereotypePerspective(Perspective, name="stereotype", title="Stereotype bias",
+                            short_title="Stereotype", order=20, heatmap=9, options=StereotypeOptions):
 
     DT_N = 25
     DT_MAX_TOKENS = 150

@@ -12,7 +12,7 @@ list, per generation. DT's quirks kept and fixed are listed in docs/perspectives
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -21,7 +21,7 @@ from ..data.dt_prompts import TOXICITY_SYSTEM_PROMPTS_FILE, TOXICITY_TEMPLATES
 from ..errors import DataError
 from ..scoring.toxicity_scorers import CachedScorer, ToxicityScorer, describe, make_scorer
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore
-from .base import Perspective, PerspectiveContext, PerspectiveOptions, register
+from .base import Perspective, PerspectiveContext, PerspectiveOptions
 from .classification import capped_tokens, sample_count, sample_items
 
 UP = "data/toxicity/user_prompts/"
@@ -119,14 +119,8 @@ class ToxicityOptions(PerspectiveOptions):
     toxicity_require_all_configs: bool = False
 
 
-@register
-class ToxicityPerspective(Perspective):
-    name: ClassVar[str] = "toxicity"
-    title: ClassVar[str] = "Toxicity"
-    order: ClassVar[int] = 10
-    heatmap: ClassVar[int | None] = 7
-    Options = ToxicityOptions
-    options: ToxicityOptions
+class ToxicityPerspective(Perspective, name="toxicity", title="Toxicity",
+                          order=10, heatmap=7, options=ToxicityOptions):
 
     def __init__(self, options: Any = None, *, score_cache: Any = None, scorer: ToxicityScorer | None = None,
                  **kw: Any) -> None:
