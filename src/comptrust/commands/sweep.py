@@ -70,6 +70,8 @@ def print_plan(prepared, workload, cost, verbose: bool = True) -> None:
             what = (f"{s.method} W{s.bits} g{s.group_size}" if s.is_quant else f"{s.method} {s.sparsity:g} {s.structure}")
             if s.needs_calibration:
                 what += f", calib {s.calib} {s.n_calib}x{s.seq_len} seed {s.seed}"
+            if s.awq_n_grid:
+                what += f", {s.awq_n_grid}-point grid"
             est = cost.build_seconds[job.id]
         else:
             what = f"{len(spec.dimensions)} dimensions, {cost.workload.samples} samples"
