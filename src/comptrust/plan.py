@@ -154,13 +154,10 @@ class Workload:
 
 
 def workload_from_requests(requests: dict[str, list]) -> Workload:
-    """Counts as runner.Plan.summary does: one unit per sample, one per log-likelihood request. Pure."""
-    rows = []
-    for name, reqs in requests.items():
-        n = [1 if r.choices else r.params.n for r in reqs]
-        rows.append(DimWorkload(name, len(reqs), sum(n),
-                                sum(k * r.params.max_new_tokens for k, r in zip(n, reqs))))
-    return Workload(tuple(rows))
+    """Counts as the eval's Plan.summary does (pipeline.build.request_counts). Pure."""
+    from .pipeline.build import request_counts
+
+    return Workload(tuple(DimWorkload(name, *request_counts(reqs)) for name, reqs in requests.items()))
 
 
 def measure_workload(loaded: LoadedSpec) -> Workload:

@@ -277,7 +277,7 @@ def expand_variant(v: VariantEntry) -> list[tuple[str, Any]]:
     return out
 
 
-BACKENDS = ("hf", "vllm", "openai")
+from .backends.base import BACKEND_NAMES as BACKENDS  # noqa: E402  (the one list)
 
 
 def backend_fit_errors(spec: SweepSpec) -> list[tuple[Loc, str]]:

@@ -6,7 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
+from ..errors import ConfigError
 from ..types import GenParams, Message
+
+BACKEND_NAMES = ("hf", "vllm", "openai")
+
+
+def check_backend_name(name: str, what: str = "backend") -> str:
+    """The one check of a backend name (eval config, sweep spec, --backend)."""
+    if name not in BACKEND_NAMES:
+        raise ConfigError(f"unknown {what} {name!r}; use {' | '.join(BACKEND_NAMES)}")
+    return name
 
 
 @dataclass(frozen=True)

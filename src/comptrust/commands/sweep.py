@@ -27,10 +27,10 @@ def apply_overrides(loaded, *, data_dir: Optional[Path] = None, limit: Optional[
         upd["profile"] = profile
     if backend is not None:
         from ..errors import ConfigError
-        from ..spec import BACKENDS, backend_fit_errors
+        from ..backends.base import check_backend_name
+        from ..spec import backend_fit_errors
 
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown --backend {backend!r}; use {' | '.join(BACKENDS)}")
+        check_backend_name(backend, "--backend")
         problems = backend_fit_errors(loaded.spec.model_copy(update={"backend": backend}))
         if problems:
             raise ConfigError(f"--backend {backend}: {problems[0][1]}")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends.base import BACKEND_NAMES, check_backend_name
 from ..data.source import DataSource
 from ..errors import ConfigError
 from ..models.chat import ChatFormatter
@@ -90,13 +91,21 @@ class Plan:
     def summary(self) -> list[dict[str, Any]]:
         rows = []
         for name, reqs in self.requests.items():
-            units = self.units[name]
+            prompts, samples, budget = request_counts(reqs)
             rows.append({
-                "perspective": name, "prompts": len(reqs), "samples": len(units),
+                "perspective": name, "prompts": prompts, "samples": samples,
                 "max_new_tokens": max((r.params.max_new_tokens for r in reqs), default=0),
-                "token_budget": sum(u.request.params.max_new_tokens for u in units),
+                "token_budget": budget,
             })
         return rows
+
+
+def request_counts(reqs: list[Request]) -> tuple[int, int, int]:
+    """(prompts, samples, token budget): one sample per generation (n per request) or per
+    log-likelihood request; the budget sums max_new_tokens over samples (an upper bound). Pure;
+    the plan's cost estimate counts with it too."""
+    n = [1 if r.choices else r.params.n for r in reqs]
+    return len(reqs), sum(n), sum(k * r.params.max_new_tokens for k, r in zip(n, reqs))
 
 
 def _with_sampling_seed(req: Request, seed: int, top_k: int | None = None) -> Request:
@@ -145,8 +154,7 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
         p.check()
     data = make_data_source(cfg.data_dir, cfg.on_bad_row)
     resolved = resolved or resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
-    if cfg.backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {cfg.backend!r}; use {' | '.join(BACKENDS)}")
+    check_backend_name(cfg.backend)
     if (resolved.kind == "endpoint") != (cfg.backend == "openai"):
         raise ConfigError(f"model {resolved.ref} and --backend {cfg.backend} do not fit: openai:NAME@URL models need --backend openai, local ones hf or vllm")
     if resolved.kind == "endpoint":
@@ -202,4 +210,4 @@ def _zero_prompts_message(name: str, data: DataSource, ctx: PerspectiveContext) 
     return clean(f"{name}: 0 prompts ({why}); add the data files, or pass --allow-partial to record an empty result")
 
 
-BACKENDS = ("hf", "vllm", "openai")
+BACKENDS = BACKEND_NAMES  # the name runner re-exports

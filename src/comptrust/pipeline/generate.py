@@ -8,19 +8,17 @@ import json
 import time
 from typing import Any, Callable
 
-from ..backends.base import GenItem, LoglikItem
-from ..errors import ConfigError
+from ..backends.base import GenItem, LoglikItem, check_backend_name
 from ..faults import checkpoint
 from ..models.resolve import ResolvedModel
 from ..peakmem import PeakMemory
 from ..store import Store
 from ..types import Generation
-from .build import BACKENDS, EvalConfig, Plan, Unit
+from .build import EvalConfig, Plan, Unit
 
 
 def _make_backend(cfg: EvalConfig, resolved: ResolvedModel):
-    if cfg.backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {cfg.backend!r}; use {' | '.join(BACKENDS)}")
+    check_backend_name(cfg.backend)
     if cfg.backend == "openai":
         from ..backends.openai_compat import OpenAIBackend
 
