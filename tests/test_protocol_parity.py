@@ -399,3 +399,23 @@ def test_mmlu_crop_drops_demonstrations_until_the_prompt_fits(tmp_path):
     assert any("fewer demonstrations" in n for n in tight.notes)
     with pytest.raises(ConfigError, match="mmlu_crop_tokenizer"):
         _perspective("mmlu", "paper", mmlu_source="bundled", mmlu_crop_tokenizer=str(tmp_path / "nope")).requests(ctx)
+
+
+def test_fairness_few_shot_demos_collapse_as_under_fastchat_for_paper(tmp_path):
+    d = tmp_path / FAIR
+    d.mkdir(parents=True)
+    stem = "adult_32_200_train_base_rate_0.0"
+    rows = [{"option": ["yes", "no"], "input": f"person {i}", "label": "yes",
+             "examples": [["demo a", "yes"], ["demo b", "no"]]} for i in range(2)]
+    (d / f"{stem}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    np.save(d / f"gt_labels_{stem}.npy", np.array([1, 1]))
+    np.save(d / f"sensitive_attr_{stem}.npy", np.array(["Male", "Female"]))
+    ctx = PerspectiveContext(data=DataSource.from_dir(tmp_path), profile=get_profile("full"))
+    paper = _perspective("fairness", "paper").requests(ctx)[0]
+    ours = _perspective("fairness", "comptrust").requests(ctx)[0]
+    # the fork's system-message demos leave conv.system = the last demo's label, then the input
+    assert [(m.role, m.content) for m in paper.messages] == [("system", "No"), ("user", "person 0")]
+    assert [m.role for m in ours.messages] == ["system", "user", "assistant", "user", "assistant", "user", "assistant", "user"]
+    from comptrust.models import fastchat
+
+    assert fastchat.render("llama-2", paper.messages) == "Noperson 0[/INST]"

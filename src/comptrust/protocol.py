@@ -37,6 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "privacy_enron_cleanup_spaces": True,
         "fairness_unknown_policy": "zero",
         "fairness_headline": "dpd_eod",
+        "fairness_demos": "fastchat-collapsed",
         "mmlu_prompt": "comp-trust",
         "mmlu_scoring": "generate",
         "mmlu_letter_rule": "comp-trust",
@@ -56,6 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "privacy_enron_cleanup_spaces": True,
         "fairness_unknown_policy": "exclude",
         "fairness_headline": "dpd",
+        "fairness_demos": "fastchat-collapsed",
         # DecodingTrust has no MMLU; its runs are compared with the paper's MMLU protocol
         "mmlu_prompt": "comp-trust",
         "mmlu_scoring": "generate",
@@ -76,6 +78,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "privacy_enron_cleanup_spaces": None,
         "fairness_unknown_policy": "random",
         "fairness_headline": "dpd",
+        "fairness_demos": "turns",
         "mmlu_prompt": "chat",
         "mmlu_scoring": "loglik",
         "mmlu_letter_rule": "stripped",
