@@ -419,3 +419,20 @@ def test_fairness_few_shot_demos_collapse_as_under_fastchat_for_paper(tmp_path):
     from comptrust.models import fastchat
 
     assert fastchat.render("llama-2", paper.messages) == "Noperson 0[/INST]"
+
+
+def test_ood_refusal_rate_counts_incomplete_groups_like_dt():
+    from comptrust.perspectives.ood import OODPerspective
+    from comptrust.types import SampleScore
+
+    def ss(group, correct, refusal, i):
+        return SampleScore(f"{group}/{i}", group, {"correct": correct}, refusal=refusal)
+
+    scores = [ss("knowledge/qa_2023", 1, 0, 0), ss("knowledge/qa_2023", 0, 1, 1),
+              ss("knowledge/qa_2023_idk", 1, 0, 0), ss("style/shake_w", 1, 0, 0), ss("style/augment", 0, 1, 0)]
+    ctx = PerspectiveContext(data=DataSource(root=Path("/x")), profile=get_profile("full"))
+    for strict in (False, True):
+        res = OODPerspective(ood_require_complete=strict).aggregate(scores, ctx)
+        # DT's rr = count_rr / total_tasks over every task present (rr 50, 0, 0, 100), complete group or not
+        assert res.refusal_rate == pytest.approx((50 + 0 + 0 + 100) / 4 / 100)
+        assert (res.subscores["style"] is None) == strict

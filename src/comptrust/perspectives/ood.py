@@ -320,12 +320,13 @@ class OODPerspective(Perspective, name="ood", title="Out-of-distribution robustn
         strict = self.options.ood_require_complete
         for sub in SUBSCORES:
             present = [t for t in expected[sub] if t in task_results]
+            # DT's aggregate_score counts every task's rr, also of groups left incomplete
+            rrs.extend(task_results[t]["rr"] for t in present)
             if not present or (strict and len(present) < len(expected[sub])):
                 subscores[sub] = None
                 continue
             key = "score" if sub == "knowledge" else "acc"
             subscores[sub] = sum(task_results[t][key] for t in present) / len(present)
-            rrs.extend(task_results[t]["rr"] for t in present)
             used.append(sub)
             if len(present) < len(expected[sub]):
                 notes.append(f"OOD {sub} averages {len(present)}/{len(expected[sub])} parts "
