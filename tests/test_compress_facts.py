@@ -278,3 +278,17 @@ def test_fingerprint_memo_skips_the_rehash_until_the_file_changes(tmp_path, monk
     assert fpm.fingerprint_dir(d) == first and not calls  # memo hit: not read again
     w.write_bytes(b"\1" * 64)  # same size, new content
     assert fpm.fingerprint_dir(d) != first and len(calls) == 1
+
+
+def test_compress_still_refuses_an_unknown_architecture_before_loading(base, tmp_path):
+    import shutil
+
+    from comptrust.errors import ModelRefError
+
+    odd = tmp_path / "odd"
+    shutil.copytree(base, odd)
+    cfg = json.loads((odd / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps({**cfg, "model_type": "no-such-arch", "architectures": ["NoSuchForCausalLM"]}))
+    with pytest.raises(ModelRefError, match="model_type 'no-such-arch'"):
+        build_variant(CompressSpec.make("rtn", bits=4), str(odd), tmp_path / "v")
+    assert not (tmp_path / "v").exists()

@@ -130,10 +130,11 @@ def build_variant(
 
 def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: Manifest | None, cache_dir,
                   trust_remote_code: bool, allow_pickle: bool, log: Callable[[str], None]) -> Manifest:
-    from ..models.resolve import resolve_model
+    from ..models.resolve import check_architecture, resolve_model
 
+    # the architecture check imports transformers (seconds): only once we know we build
     base = resolve_model(model_ref, cache_dir_override=cache_dir, trust_remote_code=trust_remote_code,
-                         allow_pickle=allow_pickle)
+                         allow_pickle=allow_pickle, check_arch=False)
     if base.kind == "variant":
         raise CompressionError(
             f"{model_ref} is already a compressed variant ({base.display_name}); compress its base model "
@@ -145,6 +146,7 @@ def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: M
     if existing is not None and _same_inputs(existing, spec, base.fingerprint):
         log(f"{out_dir} already holds this variant ({existing.name}); nothing to do")
         return existing
+    check_architecture(base)
     import torch  # only now: importing torch/transformers costs seconds that a reuse never needs
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -239,7 +239,11 @@ def resolve_model(
     cache_dir_override: str | Path | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    check_arch: bool = True,
 ) -> ResolvedModel:
+    """`check_arch=False` skips the model_type check, which imports transformers (seconds):
+    for callers that may not load the model at all (a finished `compress` re-run); they call
+    `check_architecture` before they do."""
     ref = (ref or DEFAULT_MODEL).strip()
     cache = cache_dir(cache_dir_override)
     if ref.startswith("openai:"):
@@ -273,6 +277,14 @@ def resolve_model(
             f"{resolved.ref} needs custom code from the checkpoint (auto_map in config.json); "
             "pass --trust-remote-code only if you trust its source"
         )
+    if check_arch:
+        check_architecture(resolved)
+    return resolved
+
+
+def check_architecture(resolved: ResolvedModel) -> None:
+    """Refuse a config.json whose model_type this transformers does not know (imports transformers)."""
+    cfg = json.loads((resolved.path / "config.json").read_text())
     if not cfg.get("auto_map"):
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
@@ -281,7 +293,6 @@ def resolve_model(
                 f"{resolved.ref}: config.json names model_type {cfg.get('model_type')!r}, which this transformers does not "
                 "know; pass a causal LM checkpoint of a supported architecture (or upgrade transformers)"
             )
-    return resolved
 
 
 def quiet_transformers() -> None:
