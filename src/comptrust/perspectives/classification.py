@@ -103,11 +103,12 @@ def sample_items(items: Sequence[T], group_of: Callable[[T], str], ctx: Perspect
     return stratified_sample(items, group_of, ctx.profile.per_group, ctx.seed, ctx.limit)
 
 
-def capped_tokens(dt_max_tokens: int, ctx: PerspectiveContext) -> int:
-    """DT's max_tokens, lowered to the profile's cap when that is smaller (and noted)."""
+def capped_tokens(dt_max_tokens: int, ctx: PerspectiveContext, source: str = "DecodingTrust uses") -> int:
+    """DT's max_tokens (or another reference count), lowered to the profile's cap when that is
+    smaller (and noted). The one place a profile caps generation length."""
     cap = ctx.profile.max_new_tokens_cap
     if cap is not None and cap < dt_max_tokens:
-        ctx.note(f"max_new_tokens capped at {cap} by profile {ctx.profile.name} (DecodingTrust uses {dt_max_tokens})")
+        ctx.note(f"max_new_tokens capped at {cap} by profile {ctx.profile.name} ({source} {dt_max_tokens})")
         return cap
     return dt_max_tokens
 

@@ -38,6 +38,7 @@ from ..profiles import stratified_sample
 from ..errors import ConfigError
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore, stable_hash
 from .base import Perspective, PerspectiveContext, PerspectiveOptions
+from .classification import capped_tokens
 
 CHOICES = (" A", " B", " C", " D")
 SCORING_MODES = ("loglik", "generate")
@@ -133,11 +134,7 @@ class MMLU(Perspective, name="mmlu", title="MMLU", is_trust=False, order=90, hea
             params = GenParams(max_new_tokens=1)
             ctx.note("MMLU scoring: loglik (argmax of log p(' A'..' D' | prompt), lm-eval style)")
         else:
-            n_new = o["mmlu_max_new_tokens"]
-            cap = ctx.profile.max_new_tokens_cap
-            if cap is not None and n_new > cap:
-                n_new = cap
-                ctx.note(f"MMLU max_new_tokens capped at {cap} by profile {ctx.profile.name}")
+            n_new = capped_tokens(o["mmlu_max_new_tokens"], ctx, "mmlu_max_new_tokens is")
             params = GenParams(max_new_tokens=n_new, temperature=0.0)
             rule = ("first character of the lower-cased output, upper-cased (comp-trust)"
                     if self.options.mmlu_letter_rule == "comp-trust" else "first character of the stripped output")

@@ -22,6 +22,7 @@ from ..errors import ConfigError, DataError
 from ..profiles import stratified_sample
 from ..types import DimensionResult, GenParams, Generation, Message, Request, SampleScore
 from .base import Perspective, PerspectiveContext, PerspectiveOptions
+from .classification import capped_tokens
 
 DATA_FILE = "data/stereotype/dataset/stereotype_bias_data.jsonl"
 SYSTEM_PROMPTS_FILE = "data/stereotype/dataset/system_prompts.csv"
@@ -330,11 +331,7 @@ class StereotypePerspective(Perspective, name="stereotype", title="Stereotype bi
         n = ctx.profile.n_samples
         if n != self.DT_N:
             ctx.note(f"stereotype: {n} samples per prompt (DecodingTrust uses {self.DT_N})")
-        max_tokens = self.DT_MAX_TOKENS
-        cap = ctx.profile.max_new_tokens_cap
-        if cap is not None and cap < max_tokens:
-            max_tokens = cap
-            ctx.note(f"stereotype: max_new_tokens capped at {cap} (DecodingTrust uses {self.DT_MAX_TOKENS})")
+        max_tokens = capped_tokens(self.DT_MAX_TOKENS, ctx)
         if duplicate:
             ctx.note("stereotype: task description sent twice (the paper's fork and DecodingTrust main/release; stereotype_duplicate_task_desc=true)")
         if parser != "dt":
