@@ -49,3 +49,33 @@ def test_cached_rerun_and_deviations(capsys, tmp_path, tiny_model):
     assert md.count("stereotype\\_round=False") == 1  # Markdown-escaped
     lines = [ln for ln in md.splitlines() if ln.startswith("- ") and len(ln) > 20]
     assert len(lines) == len(set(lines)), "a note printed twice"
+
+
+
+def test_report_reaggregates_with_the_runs_effective_options():
+    """The paper preset sets fairness_unknown_policy=zero and fairness_headline=dpd_eod; results.json
+    records them under protocol.switches (user --options under options). The report's
+    re-aggregation must use them, or it recomputes another score than the run's."""
+    from types import SimpleNamespace
+
+    from comptrust.data.source import DataSource
+    from comptrust.perspectives.base import PerspectiveContext, get_perspective
+    from comptrust.profiles import get_profile
+    from comptrust.report.compare import registry_aggregator
+    from comptrust.types import Generation
+
+    ctx = PerspectiveContext(DataSource.bundled(), get_profile("full"))
+    paper = {"fairness_unknown_policy": "zero", "fairness_headline": "dpd_eod"}
+    P = get_perspective("fairness", paper)
+    reqs = P.requests(ctx)
+    answers = ["yes", "no", "I cannot tell", "no", "yes", "yes", "maybe"]
+    scores = [P.score(Generation(r, (answers[i % len(answers)],))) for i, r in enumerate(reqs)]
+    run_score = P.aggregate(scores, ctx).score
+    assert get_perspective("fairness").aggregate(scores, ctx).score != run_score  # the switches matter here
+
+    results = SimpleNamespace(
+        dimensions={"fairness": SimpleNamespace(provenance=SimpleNamespace(options={}))},
+        options={}, profile=SimpleNamespace(name="full", seed=0),
+        protocol=SimpleNamespace(name="paper", switches={**paper, "chat_rendering": "dt-fastchat"}))
+    agg = registry_aggregator("fairness", SimpleNamespace(results=results))
+    assert agg.score(scores) == run_score

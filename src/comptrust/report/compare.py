@@ -77,7 +77,10 @@ def registry_aggregator(dimension: str, run: LoadedRun) -> DimAggregator | None:
 
     dim = run.results.dimensions.get(dimension)
     prov = getattr(dim, "provenance", None)
-    recorded = getattr(prov, "options", None) or run.results.options
+    # the effective options: the protocol preset's switches as the run applied them (the user's
+    # overrides included), then the user's other options
+    switches = getattr(getattr(run.results, "protocol", None), "switches", None) or {}
+    recorded = {**switches, **(getattr(prov, "options", None) or run.results.options)}
     try:
         P = get_perspective(dimension, recorded_options(dimension, recorded))
         profile = get_profile(run.results.profile.name)
