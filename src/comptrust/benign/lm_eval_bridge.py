@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -145,10 +143,9 @@ def run_lm_eval(
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
         path = d / "lm_eval.json"
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".lm_eval-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        from ..atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True), "lm_eval.rename")
     return LmEvalRun(results=payload["results"], payload=payload, path=path, samples=out.get("samples"))
 
 

@@ -73,10 +73,10 @@ def _sha_file(path: Path) -> str:
     if len(memo) > 4096:  # keep it small: drop the oldest entries
         memo = dict(list(memo.items())[-4096:])
     try:
+        from ..atomic import atomic_write_text
+
         memo_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(memo), encoding="utf-8")
-        os.replace(tmp, memo_path)
+        atomic_write_text(memo_path, json.dumps(memo), "fingerprint.memo.rename")
     except OSError:
         pass
     return digest
