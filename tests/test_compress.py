@@ -165,5 +165,7 @@ def test_measure_efficiency_in_a_subprocess(base, calib_file, tmp_path):
     assert eff["tokens_per_s"] > 0 and eff["load_s"] > 0
     assert eff["size_bytes"] == sum(p.stat().st_size for p in out.iterdir())
     assert eff["peak_rss_bytes"] > 0 and eff["prompts"] == 2
+    # a high-water mark through the first forward is at least what was resident after the load
+    assert eff["peak_load_mem_bytes"] is None or eff["peak_load_mem_bytes"] >= eff["load_rss_delta_bytes"]
     with pytest.raises(CompressionError, match="not a model directory"):
         measure_efficiency(tmp_path, ["x"], 1)

@@ -22,6 +22,12 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
+def rss_bytes() -> int | None:
+    """Resident memory of this process now (None where /proc is not there)."""
+    kb = _status_kb("VmRSS")
+    return kb * 1024 if kb is not None else None
+
+
 class PeakMemory:
     def __init__(self, base: int | None, resettable: bool) -> None:
         self.base = base

@@ -25,18 +25,17 @@ DEFAULT_PROMPTS = (
 
 _CHILD = r"""
 import json, resource, sys, time
+from comptrust.peakmem import PeakMemory, rss_bytes
 args = json.loads(sys.argv[1])
 def rss_kib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    b = rss_bytes()
+    return b // 1024 if b is not None else 0
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 torch.manual_seed(0)
 torch.set_num_threads(args["threads"]) if args["threads"] else None
 before = rss_kib()
+mem = PeakMemory.start()  # the same measure as an eval's results.json efficiency.peak_load_mem_bytes
 t0 = time.perf_counter()
 tok = AutoTokenizer.from_pretrained(args["dir"])
 model = AutoModelForCausalLM.from_pretrained(args["dir"], dtype=torch.float32)
@@ -53,6 +52,7 @@ def gen(prompt, n):
     return out.shape[1] - enc["input_ids"].shape[1]
 gen(args["prompts"][0], 2)  # warm-up: compressed-tensors decompresses on the first forward
 after_first = rss_kib()
+peak_load = mem.peak_added()
 tokens = 0
 t0 = time.perf_counter()
 for p in args["prompts"]:
@@ -62,6 +62,7 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print("RESULT " + json.dumps({
     "load_s": load_s, "load_rss_delta_bytes": (after_load - before) * 1024,
     "ready_rss_delta_bytes": (after_first - before) * 1024, "peak_rss_bytes": peak * 1024,
+    "peak_load_mem_bytes": peak_load,
     "generated_tokens": tokens, "generate_s": gen_s, "tokens_per_s": tokens / gen_s if gen_s else None,
 }))
 """
