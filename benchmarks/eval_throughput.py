@@ -137,14 +137,14 @@ def main() -> None:
         print(f"(c) ran {ec['prefill_tokens_run']} prompt tokens through the model (of {sum(plen.values())} counted by the floor) "
               f"and {ec['decode_rows_run']} decode rows (finished rows still in a batch included)")
     greedy = [it.key for it in items if it.params.temperature == 0]
-    ref = "a" if "a" in results else "b"
-    same = sum(results[ref][2][k].text == results["c"][2][k].text for k in greedy) if "c" in results else 0
+    ref = "a" if "a" in results else "b" if "b" in results else None
+    same = sum(results[ref][2][k].text == results["c"][2][k].text for k in greedy) if "c" in results and ref else 0
     if "b" in results and ref == "a":
         same_b = sum(results["a"][2][k].text == results["b"][2][k].text for k in greedy)
         print(f"(b) greedy texts identical to (a): {same_b}/{len(greedy)}")
     speed = f"{results['a'][1] / results['c'][1]:.2f}x" if "a" in results and "c" in results else "n/a"
     print(f"floor_fraction={frac.get('c', float('nan')):.3f} speedup_vs_sequential={speed} "
-          f"identical_greedy={same}/{len(greedy)}" + ("" if ref == "a" else " (vs b: a skipped)")
+          + (f"identical_greedy={same}/{len(greedy)}" if ref else "identical_greedy=n/a") + ("" if ref in ("a", None) else " (vs b: a skipped)")
           + ("" if args.clock == "wall" else f" (clock={args.clock}, threads={args.threads})"))
 
 

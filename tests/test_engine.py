@@ -138,3 +138,57 @@ def test_embedded_model_greedy_reuse_identical():
     ref = _run(b, items, engine="generate", rows=1)
     got = _run(b, items, rows=16)
     assert {k: v[0] for k, v in got.items()} == {k: v[0] for k, v in ref.items()}
+
+
+def test_sigkill_then_resume_with_reuse_on(tiny_model, tmp_path):
+    """A run killed mid-generation, with prefix reuse and shared prefills on (decode batches of 4
+    rows, so several prompts share each prefix pass), resumes to exactly the uninterrupted result."""
+    import json
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    def cmd(out):
+        return [sys.executable, "-m", "comptrust", "eval", "--model", str(tiny_model), "--perspectives",
+                "stereotype,fairness", "--profile", "smoke", "--batch-size", "4", "--out", str(out), "--quiet"]
+
+    def count(db):
+        try:
+            con = sqlite3.connect(db, timeout=5)
+            try:
+                return con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.OperationalError:
+            return 0
+
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = killed / "store.sqlite"
+    deadline = time.time() + 300
+    while time.time() < deadline and count(db) < 4 and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = count(db)
+    assert partial >= 4 and not (killed / "results.json").exists()
+    subprocess.run(cmd(killed), check=True, capture_output=True)
+    subprocess.run(cmd(clean), check=True, capture_output=True)
+    con = sqlite3.connect(db)
+    total, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT perspective || '/' || request_id || '/' || sample_idx) FROM responses").fetchone()
+    con.close()
+    assert total == distinct == count(clean / "store.sqlite") > partial
+    for name in ("stereotype", "fairness"):
+        a = (killed / "samples" / f"{name}.jsonl").read_text()
+        b = (clean / "samples" / f"{name}.jsonl").read_text()
+        assert a == b
+    def dims(run):  # provenance.created_at is when the dimension was written, the one volatile field
+        d = json.loads((run / "results.json").read_text())["dimensions"]
+        for v in d.values():
+            v.get("provenance", {}).pop("created_at", None)
+        return d
+
+    assert dims(killed) == dims(clean)
