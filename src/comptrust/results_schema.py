@@ -30,17 +30,20 @@ SCHEMA_VERSION = "1.0"
 SUPPORTED_SCHEMA_VERSIONS = ("1.0",)
 COMPARISON_SCHEMA_VERSION = "1.0"
 
-# Kept here (not imported from perspectives) so reading results never imports perspective code.
-TRUST_DIMENSIONS = [
-    "toxicity", "stereotype", "advglue", "ood", "adv_demonstration", "privacy",
-    "machine_ethics", "fairness",
-]
-BENIGN_DIMENSIONS = ["mmlu"]
-DIMENSION_TITLES = {
-    "toxicity": "Toxicity", "stereotype": "Stereotype", "advglue": "AdvGLUE++", "ood": "OOD",
-    "adv_demonstration": "AdvDemo", "privacy": "Privacy", "machine_ethics": "Ethics",
-    "fairness": "Fairness", "mmlu": "MMLU",
-}
+
+def __getattr__(name: str) -> Any:
+    """TRUST_DIMENSIONS, BENIGN_DIMENSIONS and DIMENSION_TITLES come from the one dimension
+    catalogue (perspectives/registry.py, built from the installed perspectives); they stay
+    importable from here for readers of results."""
+    from .perspectives import registry
+
+    if name == "TRUST_DIMENSIONS":
+        return registry.trust_dimensions()
+    if name == "BENIGN_DIMENSIONS":
+        return registry.benign_dimensions()
+    if name == "DIMENSION_TITLES":
+        return {d.name: d.short_title for d in registry.catalogue()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Strict(BaseModel):
@@ -139,7 +142,7 @@ class DimensionScore(_Strict):
 
     @classmethod
     def from_result(cls, r: DimensionResult, title: str = "") -> "DimensionScore":
-        return cls(dimension=r.dimension, title=title or DIMENSION_TITLES.get(r.dimension, r.dimension),
+        return cls(dimension=r.dimension, title=title or _title(r.dimension),
                    score=r.score, refusal_rate=r.refusal_rate, subscores=dict(r.subscores),
                    counts=dict(r.counts), notes=list(r.notes), extra=dict(r.extra))
 
@@ -147,10 +150,10 @@ class DimensionScore(_Strict):
 class Overall(_Strict):
     """Cross-dimension means (DecodingTrust itself defines none; see docs/report.md)."""
 
-    trust_mean: float | None = Field(None, description="mean of the 8 trust dimensions; None unless all 8 have a score")
+    trust_mean: float | None = Field(None, description="mean of the trust dimensions (the catalogue's: DecodingTrust's 8 plus any installed trust plugin); None unless all have a score")
     trust_mean_present: float | None = Field(None, description="mean of the trust dimensions that have a score")
     dimensions_used: list[str] = Field(default_factory=list, description="the dimensions in trust_mean_present")
-    paper_mean_with_mmlu: float | None = Field(None, description="mean of the 8 trust dimensions + MMLU (the Decoding Compressed Trust project page's 'Overall'); None unless all 9 are present")
+    paper_mean_with_mmlu: float | None = Field(None, description="mean of the trust dimensions + MMLU (the Decoding Compressed Trust project page's 'Overall'); None unless all of them are present")
 
 
 class Provenance(_Strict):
@@ -208,6 +211,12 @@ class SampleRecord(_Strict):
                            refusal=self.refusal, parsed=self.parsed, meta=dict(self.meta))
 
 
+def _title(d: str) -> str:
+    from .perspectives.registry import dimension_title
+
+    return dimension_title(d)
+
+
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
@@ -220,10 +229,13 @@ def compute_overall(dimensions: typing.Mapping[str, DimensionScore | DimensionRe
             return None if v is None else float(v)
         return v.score
 
-    trust = {d: score_of(dimensions[d]) for d in TRUST_DIMENSIONS if d in dimensions}
-    present = [d for d in TRUST_DIMENSIONS if trust.get(d) is not None]
+    from .perspectives.registry import trust_dimensions
+
+    names = trust_dimensions()
+    trust = {d: score_of(dimensions[d]) for d in names if d in dimensions}
+    present = [d for d in names if trust.get(d) is not None]
     vals = [trust[d] for d in present]
-    all8 = len(present) == len(TRUST_DIMENSIONS)
+    all8 = len(present) == len(names)
     mmlu = score_of(dimensions["mmlu"]) if "mmlu" in dimensions else None
     return Overall(
         trust_mean=_mean(vals) if all8 else None,  # type: ignore[arg-type]
@@ -293,7 +305,7 @@ class ReportRow(_Strict):
     cells: dict[str, DeltaCell] = Field(default_factory=dict)
     overall: Overall = Field(default_factory=Overall)
     overall_score: float | None = Field(None, description="the 'Overall' column: trust_mean, else trust_mean_present")
-    overall_complete: bool = Field(False, description="True when overall_score is the mean of all 8 trust dimensions")
+    overall_complete: bool = Field(False, description="True when overall_score is the mean of all the trust dimensions")
     overall_delta: DeltaCell | None = Field(None, description="delta of the mean over the trust dimensions scored in both runs, with a CI from the per-dimension bootstraps")
 
 
@@ -474,7 +486,8 @@ def render_schema_markdown() -> str:
         "RUN_DIR/samples/<dimension>.jsonl  one SampleRecord per line (one per request)",
         "```",
         "",
-        f"Trust dimensions: {', '.join('`' + d + '`' for d in TRUST_DIMENSIONS)}. Benign: `mmlu`.",
+        f"Trust dimensions: {', '.join('`' + d + '`' for d in __getattr__('TRUST_DIMENSIONS'))}. "
+        f"Benign: {', '.join('`' + d + '`' for d in __getattr__('BENIGN_DIMENSIONS'))}.",
         "",
     ]
     parts += [_model_table(m) for m in RUN_MODELS]

@@ -19,12 +19,11 @@ matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..results_schema import DIMENSION_TITLES, TRUST_DIMENSIONS, ComparisonResults  # noqa: E402
+from ..perspectives.registry import dimension_title, heatmap_order, report_order  # noqa: E402
+from ..results_schema import ComparisonResults  # noqa: E402
 from .compare import delta_mark  # noqa: E402
 
-# Paper Fig. 2 column order.
-HEATMAP_ORDER = ["mmlu", "advglue", "ood", "adv_demonstration", "machine_ethics", "fairness", "toxicity",
-                 "privacy", "stereotype"]
+# Column orders (the heatmap's is the paper's Fig. 2) come from the dimension catalogue.
 
 
 def _lbl(s: str) -> str:
@@ -32,7 +31,7 @@ def _lbl(s: str) -> str:
 
 
 def _title(d: str) -> str:
-    return DIMENSION_TITLES.get(d, d)
+    return dimension_title(d)
 
 
 def _svg(fig: Figure, salt: str) -> str:
@@ -53,7 +52,7 @@ def radar(cmp: ComparisonResults, run_id: str, index: int = 0) -> str | None:
     base = next((r for r in cmp.rows if r.run_id == row.baseline_run_id), None)
     if base is None:
         return None
-    dims = [d for d in TRUST_DIMENSIONS + ["mmlu"] if d in row.cells
+    dims = [d for d in report_order() if d in row.cells
             and row.cells[d].score is not None and row.cells[d].baseline_score is not None]
     if len(dims) < 3:
         return None
@@ -75,7 +74,7 @@ def radar(cmp: ComparisonResults, run_id: str, index: int = 0) -> str | None:
 
 def delta_heatmap(cmp: ComparisonResults) -> str | None:
     rows = [r for r in cmp.rows if r.role == "variant"]
-    cols = [d for d in HEATMAP_ORDER if d in cmp.dimensions]
+    cols = [d for d in heatmap_order() if d in cmp.dimensions]
     if not rows or not cols:
         return None
     import numpy as np

@@ -531,7 +531,9 @@ def build_comparison(
 
 
 def dim_title(d: str) -> str:
-    return DIMENSION_TITLES.get(d, d)
+    from ..perspectives.registry import dimension_title
+
+    return dimension_title(d)
 
 
 def fmt(x: float | None, nd: int = 1) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from ..perspectives.registry import trust_dimensions
 from ..results_schema import ComparisonResults, DeltaCell, ReportRow
 from ..sanitize import clean_document
 from .charts import all_charts
@@ -81,7 +82,7 @@ def table_rows(cmp: ComparisonResults) -> list[dict]:
         if row.overall_score is None:
             overall = HtmlCell("–", cls="missing")
         else:
-            txt = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/8)")
+            txt = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/{len(trust_dimensions())})")
             if row.overall_delta is not None and row.role != "baseline":
                 overall = _cell(row, row.overall_delta, cmp.stats.ci_level)
                 overall.text = txt
@@ -104,6 +105,7 @@ def _env() -> jinja2.Environment:
     env.filters["fmt"] = fmt
     env.filters["fmt_delta"] = fmt_delta
     env.filters["dim_title"] = dim_title
+    env.globals["n_trust"] = len(trust_dimensions())
     env.globals["protocol_line"] = protocol_line
     return env
 

@@ -7,6 +7,7 @@ structure (`|`, backticks, newlines, `*` and `_` emphasis) or become HTML in a r
 
 from __future__ import annotations
 
+from ..perspectives.registry import trust_dimensions
 from ..results_schema import ComparisonResults, DeltaCell, ReportRow
 from ..sanitize import clean_document
 from ..protocol import describe as protocol_line
@@ -45,7 +46,7 @@ def cell_text(row: ReportRow, c: DeltaCell | None) -> str:
 def overall_text(row: ReportRow) -> str:
     if row.overall_score is None:
         return "–"
-    base = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/8)")
+    base = fmt(row.overall_score) + ("" if row.overall_complete else f" ({len(row.overall.dimensions_used)}/{len(trust_dimensions())})")
     d = row.overall_delta
     if row.role == "baseline" or d is None or d.delta is None:
         return base
@@ -104,7 +105,7 @@ def render_markdown(cmp: ComparisonResults) -> str:
         *summary_table(cmp),
         "",
         "Cells: score (Δ vs baseline) and the refusal/unparseable rate. " + MARK_LEGEND + ". "
-        "Overall = mean of the 8 trust dimensions; (k/8) when only k are present (see docs/report.md).",
+        f"Overall = mean of the {len(trust_dimensions())} trust dimensions; (k/{len(trust_dimensions())}) when only k are present (see docs/report.md).",
         "",
     ]
     foot = [md_cell(n) for n in dict.fromkeys(r.group_size_note for r in cmp.runs if r.group_size_note)]
