@@ -252,7 +252,7 @@ def compress_seconds(spec: CompressSpec, params: int | None, gpu: bool = False,
     from .compress.cost import estimate_seconds
 
     n, seq = (spec.n_calib, spec.seq_len) if spec.needs_calibration else (0, 0)
-    return estimate_seconds(spec.method, params, n, seq, records).seconds
+    return estimate_seconds(spec.method, params, n, seq, records, awq_n_grid=spec.awq_n_grid).seconds
 
 
 @dataclass

@@ -255,7 +255,7 @@ def _build_locked(spec: CompressSpec, model_ref: str, out_dir: Path, existing: M
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    record_build({"method": spec.method, "bits": spec.bits, "params": base_params,
+    record_build({"method": spec.method, "bits": spec.bits, "params": base_params, "awq_n_grid": spec.awq_n_grid,
                   "layers": getattr(model_cfg, "num_hidden_layers", None),
                   "n_samples": calib.n_samples if calib else 0, "seq_len": calib.seq_len if calib else 0,
                   "wall_s": round(wall, 2), "cpus": os.cpu_count(), "base": base.fingerprint, "created": manifest.created})
