@@ -140,7 +140,9 @@ def test_summary_sentence_says_what_and_how_sure():
 def test_summary_sentence_without_any_ci_claims_nothing():
     from comptrust.commands.demo import summary_sentence
 
-    cmp = _cmp([{"run_id": "a", "label": "AWQ W4", "keeps_all": False}], {"AWQ W4": {"ethics": {"ci_status": "too_few"}}})
+    labels = ["AWQ W4", "Wanda 2:4", "Magnitude 2:4"]
+    cmp = _cmp([{"run_id": x, "label": x, "keeps_all": False} for x in labels],
+               {x: {"ethics": {"ci_status": "too_few"}} for x in labels})
     s = summary_sentence(cmp)
-    assert "AWQ W4 had no change that the evidence can tell from noise" in s
+    assert s.startswith("AWQ W4, Wanda 2:4 and Magnitude 2:4 had no change that the evidence can tell from noise")
     assert "nothing here is a finding" in s

@@ -33,6 +33,10 @@ def ci_half_widths(cmp) -> list[float]:
     return out
 
 
+def _join(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
 def _dims(items) -> str:
     return ", ".join(f"{x.dimension} {x.delta:+.0f}" for x in items)
 
@@ -48,14 +52,14 @@ def summary_sentence(cmp) -> str:
     lossy = [v for v in verdicts if v.losses]
     parts = []
     if kept:
-        parts.append(f"{' and '.join(kept)} kept every dimension")
+        parts.append(f"{_join(kept)} kept every dimension")
     if clear:
-        parts.append(f"{' and '.join(clear)} showed no loss outside the noise")
+        parts.append(f"{_join(clear)} showed no loss outside the noise")
     for v in lossy:
         parts.append(f"{v.label} lost trust on {len(v.losses)} dimension{'s' if len(v.losses) != 1 else ''} ({_dims(v.losses)})")
     rest = [v.label for v in verdicts if v.label not in kept and v.label not in clear and not v.losses]
     if rest:
-        parts.append(f"{' and '.join(rest)} had no change that the evidence can tell from noise")
+        parts.append(f"{_join(rest)} had no change that the evidence can tell from noise")
     found = "; ".join(parts)
     hw = ci_half_widths(cmp)
     n_cells = sum(1 for r in cmp.rows if r.role == "variant" for d in cmp.dimensions if r.cells.get(d) is not None)
