@@ -37,9 +37,16 @@ def _third_party_lines(text: str) -> list[str]:
             if any(p.search(ln) for p in THIRD_PARTY) and not OWN_SUMMARY.match(ln)]
 
 
-def test_every_route_lands_in_the_log_and_comptrust_stays_on_the_console(tmp_path, capfd):
+def test_every_route_lands_in_the_log_and_comptrust_stays_on_the_console(tmp_path, capfd, monkeypatch):
+    import logging
+
     import tqdm
     from loguru import logger
+
+    # an earlier test in this process may have run models.resolve.quiet_transformers (level ERROR),
+    # which drops the warning below before any handler sees it
+    monkeypatch.setattr(logging.getLogger("transformers"), "level", logging.WARNING)
+    logging.getLogger("transformers").manager._clear_cache()
 
     from comptrust.commands.progress import console
 
@@ -54,8 +61,6 @@ def test_every_route_lands_in_the_log_and_comptrust_stays_on_the_console(tmp_pat
         warnings.warn("a python warning", UserWarning)
         for _ in tqdm.tqdm(range(3), desc="third-party bar"):
             pass
-        import logging
-
         logging.getLogger("transformers.modeling_utils").warning("a transformers warning")
         log = tp.move_to(tmp_path)
         os.write(2, b"after the move\n")
