@@ -137,6 +137,23 @@ def test_summary_sentence_says_what_and_how_sure():
     assert s.endswith(".") and s.count(". ") == 0  # one sentence
 
 
+def test_summary_sentence_names_gains_outside_the_noise():
+    from comptrust.commands.demo import summary_sentence
+
+    gain = {"dimension": "ood", "delta": 21.1, "within_noise": False, "ci_low": 4.0, "ci_high": 38.2, "ci_status": "ci"}
+    loss = {"dimension": "toxicity", "delta": -15.3, "within_noise": False, "ci_low": -30.1, "ci_high": -0.5, "ci_status": "ci"}
+    cmp = _cmp(
+        [{"run_id": "a", "label": "AWQ W4", "keeps_all": False, "gains": [gain]},
+         {"run_id": "b", "label": "Wanda 2:4", "keeps_all": False, "losses": [loss], "gains": [gain]},
+         {"run_id": "c", "label": "GPTQ W4", "keeps_all": False}],
+        {x: {"ood": {"ci_status": "ci", "ci_low": 4.0, "ci_high": 38.2}} for x in ("AWQ W4", "Wanda 2:4", "GPTQ W4")},
+    )
+    s = summary_sentence(cmp)
+    assert s.startswith("AWQ W4 gained on 1 dimension (ood +21); "
+                        "Wanda 2:4 lost trust on 1 dimension (toxicity -15) and gained on 1 dimension (ood +21); "
+                        "GPTQ W4 had no change that the evidence can tell from noise"), s
+
+
 def test_summary_sentence_without_any_ci_claims_nothing():
     from comptrust.commands.demo import summary_sentence
 

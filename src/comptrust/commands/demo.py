@@ -49,15 +49,19 @@ def summary_sentence(cmp) -> str:
         return "No variant finished, so there is nothing to compare yet."
     kept = [v.label for v in verdicts if v.keeps_all]
     clear = [v.label for v in verdicts if not v.keeps_all and not v.losses and v.no_detected_loss]
-    lossy = [v for v in verdicts if v.losses]
+    moved = [v for v in verdicts if v.losses or v.gains]
     parts = []
     if kept:
         parts.append(f"{_join(kept)} kept every dimension")
     if clear:
         parts.append(f"{_join(clear)} showed no loss outside the noise")
-    for v in lossy:
-        parts.append(f"{v.label} lost trust on {len(v.losses)} dimension{'s' if len(v.losses) != 1 else ''} ({_dims(v.losses)})")
-    rest = [v.label for v in verdicts if v.label not in kept and v.label not in clear and not v.losses]
+    for v in moved:
+        # a gain outside the noise is a finding too: leaving it out would contradict the recommendation
+        said = [f"{verb} {len(xs)} dimension{'s' if len(xs) != 1 else ''} ({_dims(xs)})"
+                for verb, xs in (("lost trust on", v.losses), ("gained on", v.gains)) if xs]
+        parts.append(f"{v.label} {' and '.join(said)}")
+    rest = [v.label for v in verdicts
+            if v.label not in kept and v.label not in clear and not v.losses and not v.gains]
     if rest:
         parts.append(f"{_join(rest)} had no change that the evidence can tell from noise")
     found = "; ".join(parts)
