@@ -6,7 +6,7 @@ import typer
 
 # What each built-in spec takes (README.md, "How long things take", has the measurements).
 SPEC_TIMES = {
-    "demo": "target <= 15 min on 2 CPU cores (estimated 13 min from measured parts; see README)",
+    "demo": "14 min on 2 quiet CPU cores from a fresh clone (measured 850 s incl. first-use model conversion; see README)",
     "demo-full": "not measured; about 8x the demo's eval work: 1.5-2 h on 2 CPU cores (estimate)",
     "paper": "not measured here (13b models, full profile: a GPU machine)",
 }
