@@ -123,23 +123,9 @@ def render_html(cmp: ComparisonResults, charts: dict | None = None) -> str:
 
 
 def evidence_rows(cmp: ComparisonResults) -> list[dict]:
-    """The per-cell evidence table (the Markdown report has the same)."""
-    from .markdown import _STATE_WORDS
+    """The per-cell evidence table (the Markdown report has the same): jinja2 autoescapes the text."""
+    from .markdown import _STATE_WORDS, evidence_records
 
-    out = []
-    for row in cmp.rows:
-        if row.role == "baseline":
-            continue
-        for d in cmp.dimensions:
-            c = row.cells.get(d)
-            if c is None or c.delta is None:
-                continue
-            ci = (f"[{fmt_delta(c.ci_low, 2)}, {fmt_delta(c.ci_high, 2)}]" if c.ci_low is not None and c.ci_high is not None
-                  else "–")
-            state = evidence_state(c)
-            out.append({"label": row.label, "dim": dim_title(d), "delta": fmt_delta(c.delta, 2), "ci": ci,
-                        "n": c.n_paired, "strata": c.n_strata or "–", "cls": _CLASS.get(state, ""),
-                        "refusal": f"{fmt_refusal(c.refusal_rate)} / {fmt_refusal(c.baseline_refusal_rate)}",
-                        "noise_floor": fmt_delta(c.noise_floor_delta, 2),
-                        "state": _STATE_WORDS[state]})
+    out = [{**e, "cls": _CLASS.get(e["state_key"], ""), "state": _STATE_WORDS[e["state_key"]]}
+           for e in evidence_records(cmp)]
     return out

@@ -70,11 +70,9 @@ _STATE_WORDS = {"outside": "outside noise", "within": "within noise", "too_few":
                 "no_ci": "no CI", "refusal": "refusal-driven"}
 
 
-def evidence_table(cmp: ComparisonResults) -> list[str]:
-    """One line per compared cell: the delta, its CI and the counts it rests on."""
-    lvl = f"{cmp.stats.ci_level:.0%}"
-    lines = [f"| Model | Dimension | Δ | {lvl} CI | paired requests | strata | refusal (run / baseline) | noise floor Δ | evidence |",
-             "|---|---|---|---|---|---|---|---|---|"]
+def evidence_records(cmp: ComparisonResults) -> list[dict]:
+    """The evidence of every compared cell, formatted but not yet escaped (Markdown and HTML render it)."""
+    out = []
     for row in cmp.rows:
         if row.role == "baseline":
             continue
@@ -84,10 +82,21 @@ def evidence_table(cmp: ComparisonResults) -> list[str]:
                 continue
             ci = (f"[{fmt_delta(c.ci_low, 2)}, {fmt_delta(c.ci_high, 2)}]" if c.ci_low is not None and c.ci_high is not None
                   else "–")
-            state = evidence_state(c)
-            lines.append(f"| {md_cell(row.label)} | {dim_title(d)} | {fmt_delta(c.delta, 2)} | {ci} | {c.n_paired} | "
-                         f"{c.n_strata or '–'} | {fmt_refusal(c.refusal_rate)} / {fmt_refusal(c.baseline_refusal_rate)} | "
-                         f"{fmt_delta(c.noise_floor_delta, 2)} | {_STATE_WORDS[state]} |")
+            out.append({"label": row.label, "dim": dim_title(d), "delta": fmt_delta(c.delta, 2), "ci": ci,
+                        "n": c.n_paired, "strata": c.n_strata or "–",
+                        "refusal": f"{fmt_refusal(c.refusal_rate)} / {fmt_refusal(c.baseline_refusal_rate)}",
+                        "noise_floor": fmt_delta(c.noise_floor_delta, 2), "state_key": evidence_state(c)})
+    return out
+
+
+def evidence_table(cmp: ComparisonResults) -> list[str]:
+    """One line per compared cell: the delta, its CI and the counts it rests on."""
+    lvl = f"{cmp.stats.ci_level:.0%}"
+    lines = [f"| Model | Dimension | Δ | {lvl} CI | paired requests | strata | refusal (run / baseline) | noise floor Δ | evidence |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for e in evidence_records(cmp):
+        lines.append(f"| {md_cell(e['label'])} | {e['dim']} | {e['delta']} | {e['ci']} | {e['n']} | {e['strata']} | "
+                     f"{e['refusal']} | {e['noise_floor']} | {_STATE_WORDS[e['state_key']]} |")
     return lines if len(lines) > 2 else []
 
 
