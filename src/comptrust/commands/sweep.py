@@ -67,7 +67,8 @@ def print_plan(prepared, workload, cost, verbose: bool = True) -> None:
     for i, job in enumerate(prepared.plan.jobs, 1):
         if isinstance(job, BuildJob):
             s = job.spec
-            what = (f"{s.method} W{s.bits} g{s.group_size}" if s.is_quant else f"{s.method} {s.sparsity:g} {s.structure}")
+            # the group size actually used (<= requested, dividing the layer widths) is known only at build time
+            what = (f"{s.method} W{s.bits} g{s.group_size} requested" if s.is_quant else f"{s.method} {s.sparsity:g} {s.structure}")
             if s.needs_calibration:
                 what += f", calib {s.calib} {s.n_calib}x{s.seq_len} seed {s.seed}"
             if s.awq_n_grid:
