@@ -38,6 +38,18 @@ class GenOut:
     n_tokens: int
 
 
+def finished_text(tokenizer, toks: list[int], eos, stop) -> tuple[str, int]:
+    """One sample's answer: its tokens up to the first EOS (the count it reports), decoded, then cut
+    at every stop string (the HF generate path and the engine must agree token for token)."""
+    n = next((j for j, t in enumerate(toks) if t in eos), len(toks))
+    text = tokenizer.decode(toks[:n], skip_special_tokens=True)
+    for s in stop:
+        cut = text.find(s)
+        if cut >= 0:
+            text = text[:cut]
+    return text, n
+
+
 @dataclass(frozen=True)
 class LoglikItem:
     key: str

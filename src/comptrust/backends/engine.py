@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from ..types import GenParams
-from .base import GenItem, GenOut
+from .base import GenItem, GenOut, finished_text
 
 ATTN_NAME = "comptrust_gqa"
 GROUP_OVERHEAD_TOKENS = 8  # a forward pass's fixed cost, in prompt-token equivalents, for grouping
@@ -288,17 +288,7 @@ class Engine:
             self._decode(rows, kb, vb, valid, torch.cat(first_logits), longest, most_new)
         outs = []
         for r in rows:
-            toks = r.toks
-            n = len(toks)
-            for j, t in enumerate(toks):
-                if t in self.eos:
-                    n = j
-                    break
-            text = self.tok.decode(toks[:n], skip_special_tokens=True)
-            for s in r.params.stop:
-                cut = text.find(s)
-                if cut >= 0:
-                    text = text[:cut]
+            text, n = finished_text(self.tok, r.toks, self.eos, r.params.stop)
             outs.append(GenOut(r.item.key, text, n))
         return outs
 

@@ -23,7 +23,7 @@ from typing import Iterator
 from ..errors import BackendError
 from ..models.resolve import ResolvedModel, default_device, load_model_and_tokenizer
 from ..types import GenParams
-from .base import GenItem, GenOut, LoglikItem
+from .base import GenItem, GenOut, LoglikItem, finished_text
 
 
 def _row_sampler_cls():
@@ -139,16 +139,7 @@ class HFBackend:
         new = out[:, enc["input_ids"].shape[1]:].cpu()
         results = []
         for b, row in zip(batch, new.tolist()):
-            n = len(row)
-            for j, t in enumerate(row):
-                if t in self.eos_ids:
-                    n = j
-                    break
-            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
-            for s in params.stop:
-                cut = text.find(s)
-                if cut >= 0:
-                    text = text[:cut]
+            text, n = finished_text(self.tokenizer, row, self.eos_ids, params.stop)
             results.append(GenOut(b.key, text, n))
         return results
 
