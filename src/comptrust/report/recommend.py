@@ -121,12 +121,13 @@ def recommend(rows: list[ReportRow], runs: list[RunRef], families: list[SeedFami
     if not variants:
         paras.append("No compressed variant to compare: the report lists the baseline run(s) only.")
     else:
+        def with_lowest(v: VariantVerdict, tail: str = "") -> str:
+            w = _worst(by_id[v.run_id], dims)
+            return v.label + (f" (lowest: {_t(w.dimension)}, {ev(w)}{tail})" if w else "")
+
         keep = [v for v in verdicts if v.keeps_all]
         if keep:
-            items = []
-            for v in keep:
-                w = _worst(by_id[v.run_id], dims)
-                items.append(v.label + (f" (lowest: {_t(w.dimension)}, {ev(w)}{missing_tail(v)})" if w else ""))
+            items = [with_lowest(v, missing_tail(v)) for v in keep]
             paras.append(f"Shown to stay within {th} points of {baseline_word} on every dimension compared (every "
                          f"{lvl} CI's lower bound is at least −{th}): {_list(items)}.")
         else:
@@ -134,10 +135,7 @@ def recommend(rows: list[ReportRow], runs: list[RunRef], families: list[SeedFami
                          f"(that needs every {lvl} CI's lower bound to be at least −{th}).")
         nd = [v for v in verdicts if v.no_detected_loss]
         if nd:
-            items = []
-            for v in nd:
-                w = _worst(by_id[v.run_id], dims)
-                items.append(v.label + (f" (lowest: {_t(w.dimension)}, {ev(w)})" if w else ""))
+            items = [with_lowest(v) for v in nd]
             paras.append(f"No loss of more than {th} points outside the noise, but the CIs cannot rule one out: "
                          f"{_list(items)}.")
         for v in verdicts:
