@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 
 import pytest
@@ -21,3 +22,15 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     out = capsys.readouterr()
     code = exc.value.code if isinstance(exc.value.code, int) else (0 if exc.value.code is None else 1)
     return code, out.out, out.err
+
+
+def response_count(db) -> int:
+    """Answers committed in a run's store so far (0 while the store does not exist yet)."""
+    try:
+        con = sqlite3.connect(db, timeout=5)
+        try:
+            return con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0

@@ -154,15 +154,7 @@ def test_sigkill_then_resume_with_reuse_on(tiny_model, tmp_path):
         return [sys.executable, "-m", "comptrust", "eval", "--model", str(tiny_model), "--perspectives",
                 "stereotype,fairness", "--profile", "smoke", "--batch-size", "4", "--out", str(out), "--quiet"]
 
-    def count(db):
-        try:
-            con = sqlite3.connect(db, timeout=5)
-            try:
-                return con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-            finally:
-                con.close()
-        except sqlite3.OperationalError:
-            return 0
+    from clihelp import response_count as count
 
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

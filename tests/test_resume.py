@@ -9,21 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+from clihelp import response_count
+
 
 def _cmd(model: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "comptrust", "eval", "--model", str(model), "--perspectives", "stereotype",
             "--profile", "smoke", "--batch-size", "1", "--out", str(out), "--quiet"]
-
-
-def _count(db: Path) -> int:
-    try:
-        con = sqlite3.connect(db, timeout=5)
-        try:
-            return con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
 
 
 def _comparable(run: Path) -> tuple:
@@ -39,14 +30,14 @@ def test_sigkill_then_resume(tiny_model, tmp_path):
     proc = subprocess.Popen(_cmd(tiny_model, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = killed / "store.sqlite"
     deadline = time.time() + 120
-    while time.time() < deadline and _count(db) < 8:
+    while time.time() < deadline and response_count(db) < 8:
         if proc.poll() is not None:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed; make it longer"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    partial = _count(db)
+    partial = response_count(db)
     assert partial >= 8
     assert not (killed / "results.json").exists()  # nothing claims to be finished
 
@@ -56,10 +47,10 @@ def test_sigkill_then_resume(tiny_model, tmp_path):
     con = sqlite3.connect(db)
     total, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT request_id || '/' || sample_idx) FROM responses").fetchone()
     con.close()
-    assert total == distinct == _count(clean / "store.sqlite") > partial  # no duplicates, no losses
+    assert total == distinct == response_count(clean / "store.sqlite") > partial  # no duplicates, no losses
     assert _comparable(killed) == _comparable(clean)
 
     # a finished run re-run generates nothing and answers from the store
     r = subprocess.run(_cmd(tiny_model, killed)[:-1], capture_output=True, text=True, check=True)
     assert "0 to generate" in r.stderr
-    assert _count(db) == total
+    assert response_count(db) == total
