@@ -23,7 +23,6 @@ run Ray inside a network namespace that has only a loopback interface (tests/tes
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import time
@@ -70,26 +69,21 @@ def build_job(build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def config_to_doc(cfg) -> dict[str, Any]:
-    d = dataclasses.asdict(cfg)
-    for k in ("out_dir", "data_dir"):
-        if d.get(k) is not None:
-            d[k] = str(d[k])
-    return d
+    """An EvalConfig as plain JSON data for a Ray task (paths as strings)."""
+    return cfg.model_dump(mode="json")
 
 
 def config_from_doc(d: dict[str, Any]):
+    """The EvalConfig again, validated as any new one; its path fields become Paths again
+    (data_dir "hub" too: make_data_source recognises the hub by the path's text)."""
     from .runner import EvalConfig
 
-    d = dict(d)
-    d["out_dir"] = Path(d["out_dir"])
-    if d.get("data_dir") is not None and not str(d["data_dir"]).startswith("hub"):
-        d["data_dir"] = Path(d["data_dir"])
     return EvalConfig(**d)
 
 
 def split_by_dimension(cfg) -> list:
     """One EvalConfig per perspective, all writing the same run directory."""
-    return [dataclasses.replace(cfg, perspectives=[p]) for p in cfg.perspectives]
+    return [cfg.replace(perspectives=[p]) for p in cfg.perspectives]
 
 
 def merge_efficiency(job_results: list[dict[str, Any]]) -> dict[str, Any]:

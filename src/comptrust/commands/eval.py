@@ -83,16 +83,16 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Evaluate a model (dense or a compressed variant) on trust perspectives."""
-        from ..models.chat import check_chat_template
-        from ..protocol import check_protocol
         from ..runner import EvalConfig
 
+        # EvalConfig checks every value (profile, protocol, chat template, backend, ...): a bad one
+        # is a ConfigError here, before anything is loaded or written
         cfg = EvalConfig(
             model=model, perspectives=split_perspectives(perspectives), out_dir=out, allow_partial=allow_partial,
             data_dir=data_dir, profile=profile, seed=seed, gen_seed=gen_seed, limit=limit, options={**({"toxicity_scorer": toxicity_scorer} if toxicity_scorer else {}), **parse_options(option)},
-            on_bad_row=on_bad_row, device=device, batch_size=batch_size, chat_template=check_chat_template(chat_template),
+            on_bad_row=on_bad_row, device=device, batch_size=batch_size, chat_template=chat_template,
             trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, backend=backend, base_url=base_url, api_model=api_model,
             api_key_env=api_key_env, concurrency=concurrency, request_timeout=request_timeout, max_retries=max_retries,
-            tensor_parallel_size=tensor_parallel_size, protocol=check_protocol(protocol),
+            tensor_parallel_size=tensor_parallel_size, protocol=protocol,
         )
         run_and_report(cfg, quiet=quiet)

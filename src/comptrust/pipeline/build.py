@@ -5,38 +5,60 @@ from reading the data and the tokenizer; raises on any bad input and writes noth
 from __future__ import annotations
 
 import dataclasses
+import os
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from ..backends.base import BACKEND_NAMES, check_backend_name
 from ..data.source import DataSource
 from ..errors import ConfigError
-from ..models.chat import ChatFormatter
+from ..models.chat import ChatFormatter, check_chat_template
 from ..models.resolve import ResolvedModel, resolve_model
 from ..perspectives.base import PerspectiveContext, get_perspective, resolve_options
 from ..profiles import get_profile
+from ..protocol import check_protocol
 from ..protocol import resolve as resolve_protocol
 from ..seeds import sample_seed
 from ..store import request_key
 from ..types import Request
 
 
-@dataclass
-class EvalConfig:
+def check_on_bad_row(policy: str) -> str:
+    """The one check of a bad-row policy (EvalConfig, make_data_source)."""
+    if policy not in ("fail", "skip"):
+        raise ConfigError(f"--on-bad-row must be fail or skip, not {policy!r}")
+    return policy
+
+
+class EvalConfig(BaseModel):
+    """One evaluation: a model, its perspectives and every setting, checked once, when it is made.
+
+    A pydantic model like the sweep spec's (spec.py): typed fields, unknown keywords rejected, so
+    a misspelt setting is an error rather than a silent default. A bad value raises ConfigError
+    with one line naming the problem and the fix (the CLI exits 2 and writes nothing); pydantic's
+    own ValidationError never leaves __init__. Frozen, so every value stays the validated one: a
+    changed copy is made with `replace()`, which validates again.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     model: str | None
     perspectives: list[str]
     out_dir: Path
-    data_dir: Path | None = None  # None: the bundled mini set
+    data_dir: Path | None = None  # None: the bundled mini set; "hub" / "hub@REV": the HF dataset
     profile: str = "smoke"
     seed: int = 0  # prompt-sampling seed: which rows a profile draws (seeds.py)
-    limit: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = Field(default=None, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
     gen_seed: int = 0  # generation seed: sampling at t > 0, the same for every model (seeds.py)
     on_bad_row: str = "fail"
     device: str | None = None
     dtype: str | None = None
-    batch_size: int = 16
+    batch_size: int = Field(default=16, ge=1)
     chat_template: str | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False  # pickle (.bin/.pt) checkpoints can run code when loaded
@@ -46,23 +68,120 @@ class EvalConfig:
     base_url: str | None = None
     api_model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    request_timeout: float = 120.0
-    max_retries: int = 4
-    tensor_parallel_size: int = 1  # vllm backend
+    concurrency: int = Field(default=8, ge=1)
+    request_timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    tensor_parallel_size: int = Field(default=1, ge=1)  # vllm backend
     # protocol preset (protocol.py): paper | dt-main | comptrust; --option values override it
     protocol: str = "paper"
     # a perspective ending with 0 prompts (its data files absent) is an error unless this is set;
     # it is recorded in each dimension's provenance
     allow_partial: bool = False
 
-    def __post_init__(self) -> None:
-        if self.model and self.model.startswith("openai:") and self.backend == "hf":
-            self.backend = "openai"  # an endpoint reference implies the endpoint backend
-        if self.backend == "openai" and not (self.model or "").startswith("openai:"):
-            if not self.api_model:
-                raise ConfigError("--backend openai needs --api-model NAME (and --base-url URL), or --model openai:NAME@URL")
-            self.model = f"openai:{self.api_model}" + (f"@{self.base_url}" if self.base_url else "")
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise _config_error(e) from None
+
+    def replace(self, **changes: Any) -> "EvalConfig":
+        """A copy with `changes`, validated like a new one (model_copy(update=...) would skip the
+        validators, letting a bad value through)."""
+        return type(self)(**{**self.model_dump(), **changes})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_model(cls, data: Any) -> Any:
+        # on the raw keywords, before the field checks: a frozen model cannot be changed after
+        # them; whatever is passed still meets the fields' own type checks next
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        model = data.get("model")
+        if isinstance(model, os.PathLike):  # a local checkpoint directory given as a Path
+            data["model"] = model = os.fspath(model)
+        endpoint_ref = isinstance(model, str) and model.startswith("openai:")
+        if endpoint_ref and data.get("backend", "hf") == "hf":
+            data["backend"] = "openai"  # an endpoint reference implies the endpoint backend
+        if data.get("backend") == "openai" and not endpoint_ref:
+            if not data.get("api_model"):
+                raise ValueError("--backend openai needs --api-model NAME (and --base-url URL), or --model openai:NAME@URL")
+            base_url = data.get("base_url")
+            data["model"] = f"openai:{data['api_model']}" + (f"@{base_url}" if base_url else "")
+        return data
+
+    @field_validator("perspectives")
+    @classmethod
+    def _some_perspectives(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("no perspectives given; pass --perspectives stereotype (see `comptrust ls`)")
+        return v
+
+    @field_validator("on_bad_row")
+    @classmethod
+    def _bad_row_policy(cls, v: str) -> str:
+        return _checked(check_on_bad_row, v)
+
+    # names checked elsewhere too (sweep spec, `--backend`, the chat formatter): the one check
+    # each, so every path gives the same line
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, v: str) -> str:
+        _checked(get_profile, v)
+        return v
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, v: str) -> str:
+        return _checked(check_protocol, v)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        return _checked(check_backend_name, v)
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_chat_template(cls, v: str | None) -> str | None:
+        return _checked(check_chat_template, v)
+
+
+def _checked(check: Any, value: Any) -> Any:
+    """Run one of the project's name checks inside a validator: pydantic collects a ValueError
+    (a ConfigError would escape it), and _config_error turns it back into the same line."""
+    try:
+        return check(value)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+
+
+_FIXES = {  # pydantic error type -> the fix to name
+    "int_parsing": "pass a whole number", "int_type": "pass a whole number", "int_from_float": "pass a whole number",
+    "float_parsing": "pass a number", "float_type": "pass a number", "bool_parsing": "pass True or False",
+    "bool_type": "pass True or False", "string_type": "pass a string", "list_type": "pass a list of names",
+    "dict_type": "pass a dict", "path_type": "pass a directory path", "greater_than_equal": "pass a larger value",
+    "greater_than": "pass a larger value",
+}
+
+
+def _config_error(e: ValidationError) -> ConfigError:
+    """pydantic's multi-line report -> the project's one line: the first problem and its fix."""
+    errs = e.errors()
+    err = errs[0]
+    field_name = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "value_error":  # one of the validators above: the message names the fix
+        msg = err["msg"].removeprefix("Value error, ")
+    elif err["type"] == "extra_forbidden":
+        msg = (f"EvalConfig has no setting {field_name!r}; fix its spelling "
+               f"(settings: {', '.join(EvalConfig.model_fields)})")
+    elif err["type"] == "missing":
+        msg = f"EvalConfig needs {field_name}=...; pass it"
+    else:  # a wrong type or range: reachable from Python callers (the CLI and spec type their values)
+        text = "not a path" if err["type"] == "path_type" else err["msg"][:1].lower() + err["msg"][1:]
+        fix = _FIXES.get(err["type"], "pass a valid value")
+        msg = f"EvalConfig {field_name}={reprlib.repr(err.get('input'))}: {text}; {fix}"
+    more = len(errs) - 1
+    return ConfigError(msg + (f" (and {more} more error{'s' if more > 1 else ''})" if more else ""))
 
 
 @dataclass
@@ -121,8 +240,7 @@ def _with_sampling_seed(req: Request, seed: int, top_k: int | None = None) -> Re
 
 
 def make_data_source(data_dir: Path | None, on_bad_row: str) -> DataSource:
-    if on_bad_row not in ("fail", "skip"):
-        raise ConfigError(f"--on-bad-row must be fail or skip, not {on_bad_row!r}")
+    check_on_bad_row(on_bad_row)  # also called with a sweep spec's value (plan.py)
     if data_dir is None:
         return DataSource.bundled(on_bad_row)
     text = str(data_dir)
@@ -144,8 +262,6 @@ def load_tokenizer(resolved: ResolvedModel):
 
 def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer=None) -> Plan:
     """Everything up to (not including) generation; raises on any bad input, writes nothing."""
-    if not cfg.perspectives:
-        raise ConfigError("no perspectives given; pass --perspectives stereotype (see `comptrust ls`)")
     profile = get_profile(cfg.profile)
     proto = resolve_protocol(cfg.protocol, list(cfg.perspectives), cfg.options)
     options = resolve_options(list(cfg.perspectives), proto.perspective_options)  # unknown keys fail here
@@ -154,7 +270,6 @@ def build_plan(cfg: EvalConfig, resolved: ResolvedModel | None = None, tokenizer
         p.check()
     data = make_data_source(cfg.data_dir, cfg.on_bad_row)
     resolved = resolved or resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
-    check_backend_name(cfg.backend)
     if (resolved.kind == "endpoint") != (cfg.backend == "openai"):
         raise ConfigError(f"model {resolved.ref} and --backend {cfg.backend} do not fit: openai:NAME@URL models need --backend openai, local ones hf or vllm")
     if resolved.kind == "endpoint":

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any, Callable
 
-from ..backends.base import GenItem, LoglikItem, check_backend_name
+from ..backends.base import GenItem, LoglikItem
 from ..faults import checkpoint
 from ..models.resolve import ResolvedModel
 from ..peakmem import PeakMemory
@@ -18,7 +18,7 @@ from .build import EvalConfig, Plan, Unit
 
 
 def _make_backend(cfg: EvalConfig, resolved: ResolvedModel):
-    check_backend_name(cfg.backend)
+    # cfg.backend is one of BACKEND_NAMES: EvalConfig checked it when it was made
     if cfg.backend == "openai":
         from ..backends.openai_compat import OpenAIBackend
 
