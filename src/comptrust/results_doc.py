@@ -31,7 +31,10 @@ from .faults import checkpoint
 from .locks import locked
 from .profiles import get_profile
 from .results_schema import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
-from .results_schema import RunResults, compute_overall
+from .results_schema import (
+    BackendInfo, CompressionInfo, DataProvenance, DimensionScore, EfficiencyInfo, ModelInfo, ProfileInfo,
+    ProtocolInfo, Provenance, RunResults, compute_overall,
+)
 from .versions import library_versions
 from .perspectives.base import option_deviations
 
@@ -215,65 +218,76 @@ def run_deviations(plan: "Plan", prev: dict | None, dims: dict) -> list[str]:
     return sorted(set(now + kept))
 
 
-def _results_doc(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: dict | None, scorers: dict) -> dict:
-    """The document for `dims` (every dimension it will hold); `prev` is the document being
-    merged into, already checked compatible (or None when it is replaced)."""
+def _results_doc(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict, prev: dict | None, scorers: dict,
+                 own_data: bool = False) -> RunResults:
+    """The document for `dims` (every dimension it will hold), built as the schema's models; `prev`
+    is the document being merged into, already checked compatible (or None when it is replaced).
+    own_data: this run rewrites every dimension, so the data record is this run's alone."""
     r = plan.resolved
     m = r.manifest or {}
     gs = m.get("group_size") or {}
     compression = None
     if r.is_variant:
         calib = m.get("calibration") or {}
-        compression = {
-            "method": m.get("method"), "bits": m.get("bits"), "sparsity": m.get("sparsity"),
-            "structure": m.get("structure"), "group_size_requested": gs.get("requested"),
-            "group_size_effective": gs.get("effective"), "calib_source": calib.get("source"),
-            "calib_hash": calib.get("hash"), "n_calib": calib.get("n_samples"), "seq_len": calib.get("seq_len"),
-            "seed": calib.get("seed", m.get("seed")),
-        }
+        compression = CompressionInfo(
+            method=m.get("method"), bits=m.get("bits"), sparsity=m.get("sparsity"),
+            structure=m.get("structure"), group_size_requested=gs.get("requested"),
+            group_size_effective=gs.get("effective"), calib_source=calib.get("source"),
+            calib_hash=calib.get("hash"), n_calib=calib.get("n_samples"), seq_len=calib.get("seq_len"),
+            seed=calib.get("seed", m.get("seed")),
+        )
     prev_eff = (prev or {}).get("efficiency", {}) if _same_model(prev, plan) else {}
     prev_backend = (prev or {}).get("backend") if _same_model(prev, plan) else None
-    efficiency = {
-        "size_bytes": r.size_bytes(),
-        "peak_load_mem_bytes": eff.get("peak_load_mem_bytes", prev_eff.get("peak_load_mem_bytes")),
-        "tokens_per_s": eff.get("tokens_per_s", prev_eff.get("tokens_per_s")),
-    }
-    deviations = run_deviations(plan, prev, dims)
+    efficiency = EfficiencyInfo(
+        size_bytes=r.size_bytes(),
+        peak_load_mem_bytes=eff.get("peak_load_mem_bytes", prev_eff.get("peak_load_mem_bytes")),
+        tokens_per_s=eff.get("tokens_per_s", prev_eff.get("tokens_per_s")),
+    )
+    # every answer from the store and no earlier record: the backend that made them (it is in
+    # each answer's key) is known, the device and dtype it ran on are not
+    backend = BackendInfo.model_validate(eff.get("backend") or prev_backend or {"name": cfg.backend})
+    # this run's dimensions and the kept ones arrive as the dicts results.json holds (the kept ones
+    # read back from it): validated here, where a writer's drift fails before anything is written
+    dimensions = {k: DimensionScore.model_validate(v) for k, v in dims.items()}
     prev_scorers = ((prev or {}).get("provenance") or {}).get("scorers") or {}
     all_scorers = {k: v for k, v in {**prev_scorers, **scorers}.items() if k in dims}
-    return {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "comptrust_version": __version__,
-        "created_at": _now(),
-        "run_id": Path(cfg.out_dir).name,
-        "model": {
-            "ref": r.ref, "display_name": m.get("name") or r.display_name, "fingerprint": r.fingerprint,
-            "kind": "variant" if r.is_variant else "dense",
-            "base_fingerprint": (m.get("base") or {}).get("fingerprint") if r.is_variant else None,
-            "compression": compression, "bits_per_weight": m.get("bits_per_weight"),
-            "size_bytes": r.size_bytes(), "chat_template": plan.formatter.template_name,
-            "system_role_merged": plan.formatter.system_role_merged,
-            "notes": [*r.notes, *plan.formatter.notes],
-        },
-        # every answer from the store and no earlier record: the backend that made them (it is in
-        # each answer's key) is known, the device and dtype it ran on are not
-        "backend": eff.get("backend") or prev_backend or {"name": cfg.backend, "device": None, "dtype": None},
-        "efficiency": efficiency,
-        "profile": profile_info(cfg),
-        "options": _json_options(cfg.options),
-        "protocol": _merged_protocol(prev, plan),
-        "dimensions": dims,
-        "overall": compute_overall({k: v.get("score") for k, v in dims.items()}).model_dump(),
-        "provenance": {"data": _merged_data(prev, plan), "scorers": all_scorers, "deviations": deviations},
-        "versions": _versions(),
-    }
+    data = plan.data.provenance() if own_data else _merged_data(prev, plan)
+    return RunResults(
+        schema_version=RESULTS_SCHEMA_VERSION,
+        comptrust_version=__version__,
+        created_at=_now(),
+        run_id=Path(cfg.out_dir).name,
+        model=ModelInfo(
+            ref=r.ref, display_name=m.get("name") or r.display_name, fingerprint=r.fingerprint,
+            kind="variant" if r.is_variant else "dense",
+            base_fingerprint=(m.get("base") or {}).get("fingerprint") if r.is_variant else None,
+            compression=compression, bits_per_weight=m.get("bits_per_weight"),
+            size_bytes=r.size_bytes(), chat_template=plan.formatter.template_name,
+            system_role_merged=plan.formatter.system_role_merged,
+            notes=[*r.notes, *plan.formatter.notes],
+        ),
+        backend=backend,
+        efficiency=efficiency,
+        profile=ProfileInfo(**profile_info(cfg)),
+        options=_json_options(cfg.options),
+        protocol=ProtocolInfo.model_validate(_merged_protocol(prev, plan)),
+        dimensions=dimensions,
+        overall=compute_overall(dimensions),
+        provenance=Provenance(data=DataProvenance.model_validate(data), scorers=all_scorers,
+                              deviations=run_deviations(plan, prev, dims)),
+        versions=_versions(),
+    )
 
 
 _atomic_write = atomic_write_text  # the name runner and sweep import
 
 
-def _dump(doc: dict) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False, default=str)
+def _document(results: RunResults) -> tuple[dict, str]:
+    """(the document as plain JSON data, the text results.json holds). The text is json.dumps of
+    the model's JSON-mode dump, not model_dump_json: that one writes floats below 1e-4 in another
+    notation (1e-05 as 0.00001), so documents would change bytes for the same numbers."""
+    doc = results.model_dump(mode="json")
+    return doc, json.dumps(doc, indent=2, ensure_ascii=False)
 
 
 def _samples_text(gens: "list[Generation]", scores: "list[SampleScore]") -> str:
@@ -319,14 +333,13 @@ def write_results(cfg: "EvalConfig", plan: "Plan", dims: dict, eff: dict,
         merged = {**kept, **dims}
         scorers = {k: d["provenance"]["scorer"] for k, d in dims.items()
                    if (d.get("provenance") or {}).get("scorer") is not None}
-        doc = _results_doc(cfg, plan, merged, eff, prev if _same_model(prev, plan) else None, scorers)
-        if not kept:  # this run rewrote every dimension: the data record is its own alone
-            doc["provenance"]["data"] = plan.data.provenance()
-        doc = RunResults.model_validate(doc).model_dump(mode="json")
+        results = _results_doc(cfg, plan, merged, eff, prev if _same_model(prev, plan) else None, scorers,
+                               own_data=not kept)
+        doc, text = _document(results)
         for name, (gens, scores) in (samples or {}).items():
             write_samples(out, name, gens, scores)
         checkpoint("results.write")
-        _atomic_write(out / RESULTS_NAME, _dump(doc))
+        _atomic_write(out / RESULTS_NAME, text)
     return doc
 
 
@@ -338,6 +351,6 @@ def update_results(out_dir: Path, change: Callable[[dict], dict]) -> dict:
         doc = _read_json(out / RESULTS_NAME)
         if doc is None:
             raise ConfigError(f"{out / RESULTS_NAME} is missing or not JSON; re-run the eval")
-        doc = RunResults.model_validate(change(doc)).model_dump(mode="json")
-        _atomic_write(out / RESULTS_NAME, _dump(doc))
+        doc, text = _document(RunResults.model_validate(change(doc)))
+        _atomic_write(out / RESULTS_NAME, text)
     return doc
