@@ -46,3 +46,43 @@ def test_hf_backend_honours_top_k(tiny_model):
     greedy = run(GenParams(max_new_tokens=10))
     assert run(GenParams(max_new_tokens=10, temperature=1.0, top_k=1)) == greedy
     assert run(GenParams(max_new_tokens=10, temperature=1.0)) != greedy
+
+
+def test_draw_tokens_samples_the_warped_distribution():
+    """Frequencies over many seeds match sampling_probs for each warper combination."""
+    from comptrust.backends.sampling import draw_tokens
+
+    x = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]]).repeat(20000, 1)
+    for top_k, top_p in ((0, 1.0), (3, 1.0), (0, 0.8), (4, 0.8)):
+        got = torch.tensor(draw_tokens(x, list(range(20000)), [0] * 20000, 1.0, top_k, top_p))
+        freq = torch.bincount(got, minlength=5) / 20000.0
+        want = sampling_probs(x[:1], 1.0, top_k, top_p)[0]
+        assert torch.allclose(freq, want, atol=0.015), (top_k, top_p, freq, want)
+        assert (freq[want == 0] == 0).all()  # a warped-away token is never drawn
+
+
+def test_draw_tokens_depends_on_seed_and_step_only_and_couples_close_models():
+    from comptrust.backends.sampling import draw_tokens
+
+    torch.manual_seed(0)
+    logits = torch.randn(64, 1000) * 2
+    seeds, steps = [1000 + i for i in range(64)], [3] * 64
+    a = draw_tokens(logits, seeds, steps, 1.0, 50)
+    # the same row alone, or among other rows in another order, draws the same token
+    assert [draw_tokens(logits[i:i + 1], seeds[i:i + 1], [3], 1.0, 50)[0] for i in range(64)] == a
+    assert draw_tokens(logits.flip(0), seeds[::-1], steps, 1.0, 50) == a[::-1]
+    assert draw_tokens(logits, seeds, [4] * 64, 1.0, 50) != a  # the step is part of the key
+    # common random numbers: a slightly perturbed model mostly draws the same tokens
+    near = draw_tokens(logits + 0.05 * torch.randn(64, 1000), seeds, steps, 1.0, 50)
+    other = draw_tokens(logits, [s + 7919 for s in seeds], steps, 1.0, 50)
+    same_near = sum(p == q for p, q in zip(a, near))
+    same_other = sum(p == q for p, q in zip(a, other))
+    assert same_near >= 56 and same_other < same_near
+
+
+def test_draw_tokens_keeps_ties_with_the_kth_logit():
+    from comptrust.backends.sampling import draw_tokens
+
+    x = torch.tensor([[2.0, 1.0, 1.0, -5.0]]).repeat(4000, 1)
+    got = set(draw_tokens(x, list(range(4000)), [0] * 4000, 1.0, 2))
+    assert got == {0, 1, 2}  # both tied tokens are candidates, the one below never is

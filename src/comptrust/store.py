@@ -48,12 +48,17 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 def request_key(model_fp: str, backend: str, prompt: str, params: GenParams, sample_idx: int,
                 choices: tuple[str, ...] = (), sample_seed: int | None = None) -> str:
     """sample_seed: the seed sample `sample_idx` is generated with (t > 0 only; see seeds.py), so
-    an answer drawn with another seed is never reused. Greedy keys do not have it."""
+    an answer drawn with another seed, or (HF backend) by another version of our sampler
+    (backends.sampling.SAMPLER), is never reused. Greedy keys have neither."""
     rec: dict[str, Any] = {"m": model_fp, "b": backend, "p": prompt, "g": params.key_dict(), "i": sample_idx}
     if choices:
         rec["c"] = list(choices)
     if sample_seed is not None:
         rec["s"] = sample_seed
+        if backend == "hf":  # vLLM and endpoints sample with their own code
+            from .backends.sampling import SAMPLER
+
+            rec["d"] = SAMPLER
     return stable_hash(rec, 40)
 
 

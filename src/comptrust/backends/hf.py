@@ -31,20 +31,22 @@ def _row_sampler_cls():
     from transformers import LogitsProcessor
 
     class RowSeededSampler(LogitsProcessor):
-        """Samples each row with its own generator and returns one-hot logits, so the (greedy)
-        decoding loop picks exactly the sampled token."""
+        """Samples each row with its own seed (backends.sampling, the engine's sampler) and returns
+        one-hot logits, so the (greedy) decoding loop picks exactly the sampled token."""
 
         def __init__(self, seeds: list[int], temperature: float, top_p: float, top_k: int = 0):
-            self.gens = [torch.Generator().manual_seed(s % (2**63)) for s in seeds]
+            self.seeds = list(seeds)
+            self.step = 0  # generate calls the processor once per new token, for every row
             self.temperature = temperature
             self.top_p = top_p
             self.top_k = top_k
 
         def __call__(self, input_ids, scores):
-            from .sampling import sampling_probs
+            from .sampling import draw_tokens
 
-            probs = sampling_probs(scores, self.temperature, self.top_k, self.top_p)
-            chosen = torch.stack([torch.multinomial(probs[i], 1, generator=g)[0] for i, g in enumerate(self.gens)])
+            chosen = torch.tensor(draw_tokens(scores, self.seeds, [self.step] * len(self.seeds),
+                                              self.temperature, self.top_k, self.top_p))
+            self.step += 1
             out = torch.full_like(scores, float("-inf"))
             out[torch.arange(scores.shape[0]), chosen.to(scores.device)] = 0.0
             return out
