@@ -184,3 +184,26 @@ def test_sigkill_then_resume_with_reuse_on(tiny_model, tmp_path):
         return d
 
     assert dims(killed) == dims(clean)
+
+
+def test_buckets_decode_together_and_answer_as_one_prompt_at_a_time(backend, prompts):
+    """Continuous decoding: several buckets of different lengths share each decode step (each
+    attending over its own buffer), later buckets join as earlier ones finish; greedy answers are
+    those of generate one prompt at a time, and sampled answers those of the engine run alone."""
+    from comptrust.backends.engine import Engine
+
+    greedy = _items(prompts, GenParams(max_new_tokens=12))
+    sampled = [GenItem("t" + it.key, it.prompt, it.params, it.sample_idx, it.seed)
+               for it in _items(prompts[:5], GenParams(max_new_tokens=9, temperature=1.0), n=2, seed0=55)]
+    ref = _run(backend, greedy, engine="generate", rows=1)
+    eng = Engine(backend.model, backend.tokenizer, backend.eos_ids, device=backend.device, max_rows=6, bucket_rows=2)
+    steps = []
+    orig = eng._step
+    eng._step = lambda active: (steps.append(len(active)), orig(active))
+    got = {o.key: (o.text, o.n_tokens) for batch in eng.generate(greedy + sampled) for o in batch}
+    assert max(steps) >= 2  # buckets really shared decode steps
+    assert {k: got[k][0] for k in ref} == {k: v[0] for k, v in ref.items()}
+    alone = {}
+    for it in sampled:
+        alone.update(_run(backend, [it], rows=1))
+    assert {k: got[k] for k in alone} == alone
