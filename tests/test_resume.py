@@ -50,7 +50,12 @@ def test_sigkill_then_resume(tiny_model, tmp_path):
     assert total == distinct == response_count(clean / "store.sqlite") > partial  # no duplicates, no losses
     assert _comparable(killed) == _comparable(clean)
 
-    # a finished run re-run generates nothing and answers from the store
+    # a finished run re-run is answered from its results (pipeline/uptodate.py) and generates nothing
+    before = (killed / "results.json").read_bytes()
     r = subprocess.run(_cmd(tiny_model, killed)[:-1], capture_output=True, text=True, check=True)
-    assert "0 to generate" in r.stderr
-    assert response_count(db) == total
+    assert "up to date" in r.stderr
+    assert response_count(db) == total and (killed / "results.json").read_bytes() == before
+    # without its inputs stamp it goes the normal way: the store answers every request
+    (killed / "inputs.json").unlink()
+    r = subprocess.run(_cmd(tiny_model, killed)[:-1], capture_output=True, text=True, check=True)
+    assert "0 to generate" in r.stderr and response_count(db) == total

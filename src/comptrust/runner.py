@@ -43,6 +43,9 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot create the run directory ({e.strerror}); pass a writable directory") from None
+    from .pipeline.uptodate import INPUTS_FILE, record_inputs
+
+    (out / INPUTS_FILE).unlink(missing_ok=True)  # stamped again only once this run has finished
     with Store(out / "store.sqlite") as store:
         if on_plan:
             have = store.get_many(u.key for us in plan.units.values() for u in us)
@@ -59,4 +62,6 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
             d["provenance"] = dimension_provenance(cfg, plan, name, d.get("extra", {}).get("scorer"))
             dims[name] = d
             samples[name] = (gl, scores)
-    return write_results(cfg, plan, dims, eff, samples)
+    results = write_results(cfg, plan, dims, eff, samples)
+    record_inputs(cfg)
+    return results

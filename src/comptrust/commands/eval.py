@@ -34,14 +34,22 @@ def split_perspectives(values: list[str]) -> list[str]:
 
 
 def run_and_report(cfg, quiet: bool = False) -> dict:
+    from ..pipeline.uptodate import INPUTS_FILE, finished_results
     from ..results_doc import check_out_dir
     from ..runner import build_plan, run_eval
     from .progress import console, escape, generation_progress, print_plan
 
     check_out_dir(cfg.out_dir)  # before the tokenizer/model load, not after it
-    plan = build_plan(cfg)
-    with generation_progress(enabled=not quiet) as on_start:
-        results = run_eval(cfg, plan=plan, on_plan=None if quiet else print_plan, on_start=on_start)
+    results = finished_results(cfg)
+    if results is not None:
+        if not quiet:
+            console.print(f"up to date: {escape(str(Path(cfg.out_dir) / 'results.json'))} was written by an eval with "
+                          f"exactly these inputs (config, model, data, comptrust); nothing to do. Delete "
+                          f"{escape(str(Path(cfg.out_dir) / INPUTS_FILE))} to force a full re-run.")
+    else:
+        plan = build_plan(cfg)
+        with generation_progress(enabled=not quiet) as on_start:
+            results = run_eval(cfg, plan=plan, on_plan=None if quiet else print_plan, on_start=on_start)
     if not quiet:
         for name, d in results["dimensions"].items():
             score = "n/a" if d["score"] is None else f"{d['score']:.1f}"
@@ -65,7 +73,7 @@ def register(app: typer.Typer) -> None:
         gen_seed: int = typer.Option(0, "--gen-seed", help="generation seed for sampling at t>0 (the same for every model: a dense re-run with another --gen-seed is the noise floor)"),
         option: list[str] = typer.Option([], "--option", help="perspective switch key=value (repeatable)"),
         on_bad_row: str = typer.Option("fail", "--on-bad-row", help="fail | skip (skipped rows are counted in results.json)"),
-        batch_size: int = typer.Option(16, "--batch-size", min=1),
+        batch_size: int = typer.Option(64, "--batch-size", min=1, help="HF engine: rows decoding at once (lower it if memory is short); generate path and endpoints: requests per batch"),
         device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
         chat_template: Optional[str] = typer.Option(None, "--chat-template", help="tokenizer | llama-2 | vicuna_v1.1 | plain | dt-fastchat[:llama-2|vicuna_v1.1|redpajama-incite-instruct] (default: the protocol's rendering)"),
         protocol: str = typer.Option("paper", "--protocol", help="paper (the authors' runs) | dt-main (DecodingTrust main) | comptrust (this project's fixes); --option overrides single switches (docs/protocols.md)"),
