@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--dims", default=",".join(TRUST))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16, help="(b)'s batch size, as landed")
-    ap.add_argument("--engine-rows", type=int, default=None, help="(c)'s decode rows (default: the backend's)")
+    ap.add_argument("--engine-rows", type=int, default=None, help="(c)'s decode rows (default: eval's --batch-size default)")
     ap.add_argument("--skip", default="", help="ways to skip, e.g. 'a' (then speedup is not printed)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="time each way (and the peak) by wall clock, or by this process's CPU time: on a machine "
@@ -98,7 +98,7 @@ def main() -> None:
     units = [u for us in plan.units.values() for u in us if not u.request.choices]
     items = [GenItem(u.key, u.prompt, u.request.params, u.sample_idx, unit_seed(u), u.request.messages) for u in units]
     backend = HFBackend(plan.resolved, batch_size=args.batch_size)
-    default_rows = backend.batch_size
+    default_rows = EvalConfig.model_fields["batch_size"].default
     fl = model_flops(backend.model)
     plen = {it.key: backend.count_tokens(it.prompt) for it in items}
     per_dim = {name: len([u for u in us if not u.request.choices]) for name, us in plan.units.items()}

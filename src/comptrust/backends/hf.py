@@ -69,7 +69,7 @@ class HFBackend:
         *,
         device: str | None = None,
         dtype: str | None = None,
-        batch_size: int = 16,
+        batch_size: int = 64,
         max_batch_tokens: int = 16384,
         engine: str = "reuse",
     ):

@@ -58,7 +58,7 @@ class EvalConfig(BaseModel):
     on_bad_row: str = "fail"
     device: str | None = None
     dtype: str | None = None
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=64, ge=1)  # HF engine: rows decoding at once (docs/engine.md)
     chat_template: str | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False  # pickle (.bin/.pt) checkpoints can run code when loaded
