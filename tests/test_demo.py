@@ -30,8 +30,8 @@ def test_demo_spec_is_the_study_in_miniature():
     for v in spec.variants:
         if v.method != "magnitude":
             assert v.n_calib <= 32 and v.seq_len <= 256
-    # the sample-size rule (specs/demo.yaml): 20 prompts per dimension (all of it where the bundled set has fewer)
-    assert spec.limit == 20 and spec.profile == "quick"
+    # the sample-size rule (specs/demo.yaml): 32 prompts per dimension (all of it where the bundled set has fewer)
+    assert spec.limit == 32 and spec.profile == "quick"
     # every variant expands to a valid compression request, AWQ's grid included
     from comptrust.spec import expand_variant
 
