@@ -1,16 +1,20 @@
 """The generation engine behind the HF backend: each token's work is done once.
 
 - **Prefill once per prompt**: the n samples of a prompt share one prefill; its KV rows are copied
-  to every sample, and each sample then draws from its own seeded torch.Generator, so a sample's
-  text depends only on (prompt, params, seed), never on its batch or on the other samples present.
+  to every sample, and each sample then draws with noise keyed by its own seed and step
+  (backends.sampling), so a sample's text depends only on (prompt, params, seed), never on its
+  batch or on the other samples present.
 - **Shared-prefix reuse**: unique prompts are sorted by their token ids, and a small dynamic
   programme cuts the sorted list into groups that share a token prefix (system prompt, task text,
   few-shot demonstrations); a group's prefix is prefilled once (batch 1) and broadcast into the
   KV rows of every member, then the members' suffixes are prefilled together.
-- **No waste in the loop**: KV lives in preallocated buffers (no per-step torch.cat over the whole
-  cache), attention sees grouped-query heads without repeat_kv copies, only the last position's
-  logits are computed, finished rows are dropped from the batch, and stop strings are checked on a
-  short token tail.
+- **Continuous decoding**: buckets of similar-length prompts (each with its own preallocated KV
+  buffer) decode together, one forward per step over every active row, each bucket attending over
+  its own buffer; a finished bucket's room is refilled by the next prefill.
+- **No waste in the loop**: no per-step torch.cat over the whole cache, attention sees
+  grouped-query heads without repeat_kv copies, only the last position's logits are computed,
+  finished rows are dropped from their bucket, stop strings are checked on a short token tail,
+  and on CPU the linear weights sit in the storage order MKL's small-M GEMM prefers.
 
 The model's own forward does all the arithmetic: we only hand it position ids, a 4-D boolean mask
 (prefix + left-padded suffix + generated tokens) and a cache whose layers write into the buffers.

@@ -7,7 +7,8 @@ engine="generate": transformers' generate on length-sorted, left-padded batches 
 the engine; kept for models the engine does not support and as the benchmark's baseline):
 
 - greedy (t=0) or sampling (t>0) with a per-row seed: a logits processor draws each row's token
-  from its own torch.Generator, so sample i of a prompt is the same whatever batch it lands in
+  with the engine's sampler (backends.sampling: noise keyed by the row's seed and the step), so
+  sample i of a prompt is the same whatever batch it lands in
   (that is what makes a killed run resume to the same results);
 - stop strings are applied during generation and trimmed from the text;
 - CPU runs fp32 (bf16 matmul is ~30x slower on CPU), CUDA runs bf16;
