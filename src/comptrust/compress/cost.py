@@ -49,18 +49,17 @@ def token_factor(method: str, awq_n_grid: int | None) -> float:
     return (awq_n_grid or AWQ_DEFAULT_GRID) / AWQ_DEFAULT_GRID if method == "awq" else 1.0
 
 
-# GPTQ: issue 18's GPTQ-W4 128 x 512 build on a quiet 2-core machine (461 s), split into a fixed
-# and a per-token part by the ratio measured here (benchmarks/compress_cost.py, GPTQ-W4 16 x 256,
-# 4958 s under load 10-15: llm-compressor's logged per-module solve times, which do not depend on
-# the calibration size, sum to 3538 s; the remaining 1420 s is 347 s per 1000 tokens), i.e.
-# 461 s = 62 s + 65.5k tokens x 6.09 s/1000. AWQ: issue 18's AWQ-W4 16 x 512 build (501 s, quiet),
-# all per-token (its scale search runs over the cached activations; a re-measurement here was
-# stopped after 3 of 31 layers). SparseGPT and Wanda: DESIGN.md's ~300 s at 64 x 512, the same way.
+# GPTQ and AWQ: least-squares fits of benchmarks/compress_cost.py on a quiet 2-core machine
+# (2026-12-01, load < 2, 2 torch threads, compression wall time): GPTQ-W4 16 x 256 54.7 s and
+# 32 x 256 80.2 s; AWQ-W4 (20-point grid) 8 x 256 109.1 s and 16 x 256 204.7 s. Extrapolated to
+# 128 x 512: GPTQ 438 s (issue 18 measured 461 s quiet) and AWQ 3,073 s (issue 18 scaled 16 x 512
+# to ~4,000 s). SparseGPT and Wanda: DESIGN.md's ~300 s at 64 x 512, all per-token.
 # RTN and magnitude read no calibration data.
 REFERENCE: dict[str, CostModel] = {
-    "gptq": CostModel(fixed_s=62.0, per_ktoken_s=6.09,
-                      source="GPTQ-W4: 461 s at 128 x 512 (quiet 2-core CPU), fixed/per-token split measured here"),
-    "awq": CostModel(fixed_s=0.0, per_ktoken_s=501.0 / 8.192, source="AWQ-W4: 501 s at 16 x 512, quiet 2-core CPU"),
+    "gptq": CostModel(fixed_s=29.1, per_ktoken_s=6.24,
+                      source="GPTQ-W4 fit: 54.7 s at 16 x 256, 80.2 s at 32 x 256 (quiet 2-core CPU, 2 threads)"),
+    "awq": CostModel(fixed_s=13.5, per_ktoken_s=46.69,
+                     source="AWQ-W4 fit (20-point grid): 109.1 s at 8 x 256, 204.7 s at 16 x 256 (quiet 2-core CPU, 2 threads)"),
     "sparsegpt": CostModel(fixed_s=0.0, per_ktoken_s=300.0 / 32.768, source="DESIGN.md: ~300 s at 64 x 512 tokens"),
     "wanda": CostModel(fixed_s=0.0, per_ktoken_s=300.0 / 32.768, source="DESIGN.md: ~300 s at 64 x 512 tokens"),
     "rtn": CostModel(fixed_s=1.0, per_ktoken_s=0.0, source="DESIGN.md: RTN < 1 s"),
