@@ -162,6 +162,9 @@ def _eval_start(model: Path, out: Path, dim: str, kill_at: str | None) -> subpro
 
 
 def _pair(model: Path, out: Path, kills: dict[str, str | None]) -> None:
+    # a finished eval's stamp would answer a re-run from results.json (pipeline/uptodate.py) and
+    # never reach the merge this test kills in: every run here takes the normal path
+    (out / "inputs.json").unlink(missing_ok=True)
     procs = {d: _eval_start(model, out, d, k) for d, k in kills.items()}
     for d, p in procs.items():
         _, err = p.communicate(timeout=600)

@@ -23,6 +23,7 @@ The model's own forward does all the arithmetic: we only hand it position ids, a
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -225,37 +226,37 @@ def _decode_attention(query, key, value, mask, scaling):
     return out.reshape(b, h, q, d)
 
 
-def _bucket_cache(buckets):
-    """The cache of one decode step over several buckets: each layer writes every bucket's new
-    key/value into that bucket's buffer at its own column."""
-    from transformers.cache_utils import Cache, DynamicLayer
+@functools.cache
+def _layer_classes():
+    """The two cache-layer classes, defined once (transformers is imported lazily). Classes made
+    per call would sit in reference cycles holding the KV buffers until the garbage collector
+    ran, so a finished bucket's memory would come back at a random later time."""
+    from transformers.cache_utils import DynamicLayer
 
     class BucketLayer(DynamicLayer):
-        def __init__(self, i):
+        """Decode step over several buckets: writes every bucket's new key/value into that
+        bucket's buffer at its own column and hands the attention the buckets (_BucketKV)."""
+
+        def __init__(self, i, buckets):
             super().__init__()
-            self.i = i
+            self.i, self.buckets = i, buckets
             self.is_initialized = True
 
         def update(self, key_states, value_states, *args, **kwargs):
             r = 0
-            for bk in buckets:
+            for bk in self.buckets:
                 k = len(bk.active)
                 bk.kb[self.i][:, :, bk.n:bk.n + 1] = key_states[r:r + k]
                 bk.vb[self.i][:, :, bk.n:bk.n + 1] = value_states[r:r + k]
                 r += k
-            return _BucketKV(self.i, buckets), None
+            return _BucketKV(self.i, self.buckets), None
 
         def get_seq_length(self) -> int:
-            return max(bk.n for bk in buckets)
-
-    return Cache(layers=[BucketLayer(i) for i in range(len(buckets[0].kb))])
-
-
-def _buffer_cache(kbufs, vbufs):
-    """A transformers Cache whose layers write into (views of) our preallocated buffers."""
-    from transformers.cache_utils import Cache, DynamicLayer
+            return max(bk.n for bk in self.buckets)
 
     class BufferLayer(DynamicLayer):
+        """Prefill: writes into (a view of) one bucket's preallocated buffer."""
+
         def __init__(self, k, v):
             super().__init__()
             self.kbuf, self.vbuf = k, v
@@ -280,7 +281,23 @@ def _buffer_cache(kbufs, vbufs):
         def get_seq_length(self) -> int:
             return self.n
 
-    return Cache(layers=[BufferLayer(k, v) for k, v in zip(kbufs, vbufs)])
+    return BucketLayer, BufferLayer
+
+
+def _bucket_cache(buckets):
+    """The cache of one decode step over several buckets."""
+    from transformers.cache_utils import Cache
+
+    bucket_layer, _ = _layer_classes()
+    return Cache(layers=[bucket_layer(i, buckets) for i in range(len(buckets[0].kb))])
+
+
+def _buffer_cache(kbufs, vbufs):
+    """A transformers Cache whose layers write into (views of) our preallocated buffers."""
+    from transformers.cache_utils import Cache
+
+    _, buffer_layer = _layer_classes()
+    return Cache(layers=[buffer_layer(k, v) for k, v in zip(kbufs, vbufs)])
 
 
 # -- the engine ----------------------------------------------------------------------------------
