@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..backends.base import BACKEND_NAMES, check_backend_name
 from ..data.source import DataSource
@@ -117,33 +117,17 @@ class EvalConfig(BaseModel):
             raise ValueError("no perspectives given; pass --perspectives stereotype (see `comptrust ls`)")
         return v
 
-    @field_validator("on_bad_row")
+    # names checked elsewhere too (sweep spec, `--backend`, the chat formatter, make_data_source):
+    # the one check each, so every path gives the same line
+    @field_validator("on_bad_row", "profile", "protocol", "backend", "chat_template")
     @classmethod
-    def _bad_row_policy(cls, v: str) -> str:
-        return _checked(check_on_bad_row, v)
-
-    # names checked elsewhere too (sweep spec, `--backend`, the chat formatter): the one check
-    # each, so every path gives the same line
-    @field_validator("profile")
-    @classmethod
-    def _known_profile(cls, v: str) -> str:
-        _checked(get_profile, v)
+    def _known_name(cls, v: Any, info: ValidationInfo) -> Any:
+        _checked(_NAME_CHECKS[info.field_name], v)
         return v
 
-    @field_validator("protocol")
-    @classmethod
-    def _known_protocol(cls, v: str) -> str:
-        return _checked(check_protocol, v)
 
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, v: str) -> str:
-        return _checked(check_backend_name, v)
-
-    @field_validator("chat_template")
-    @classmethod
-    def _known_chat_template(cls, v: str | None) -> str | None:
-        return _checked(check_chat_template, v)
+_NAME_CHECKS = {"on_bad_row": check_on_bad_row, "profile": get_profile, "protocol": check_protocol,
+                "backend": check_backend_name, "chat_template": check_chat_template}
 
 
 def _checked(check: Any, value: Any) -> Any:
@@ -239,12 +223,18 @@ def _with_sampling_seed(req: Request, seed: int, top_k: int | None = None) -> Re
     return dataclasses.replace(req, params=dataclasses.replace(req.params, **change)) if change else req
 
 
+def is_hub_data(data_dir: Path | str | None) -> bool:
+    """`--data-dir hub[@REV]` names the HF hub dataset (unless a local folder has that name)."""
+    text = str(data_dir) if data_dir is not None else ""
+    return (text == "hub" or text.startswith("hub@")) and not Path(text).exists()
+
+
 def make_data_source(data_dir: Path | None, on_bad_row: str) -> DataSource:
     check_on_bad_row(on_bad_row)  # also called with a sweep spec's value (plan.py)
     if data_dir is None:
         return DataSource.bundled(on_bad_row)
     text = str(data_dir)
-    if (text == "hub" or text.startswith("hub@")) and not Path(text).exists():
+    if is_hub_data(text):
         # the HF hub dataset AI-Secure/DecodingTrust, materialised once into the DT layout
         from ..data.hub import HubSource
         from ..models.resolve import cache_dir
