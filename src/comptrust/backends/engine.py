@@ -203,27 +203,17 @@ class _BucketKV:
         self.layer, self.buckets = layer, buckets
 
     def attend(self, query, scaling):
+        """[rows, q, heads, head dim], as the attention interface returns it."""
         import torch
 
         outs, r = [], 0
         for bk in self.buckets:
             k = len(bk.active)
-            outs.append(_decode_attention(query[r:r + k], bk.kb[self.layer][:, :, :bk.n + 1],
-                                          bk.vb[self.layer][:, :, :bk.n + 1], bk.valid[:, None, None, :bk.n + 1], scaling))
+            outs.append(_gqa_attention(None, query[r:r + k], bk.kb[self.layer][:, :, :bk.n + 1],
+                                       bk.vb[self.layer][:, :, :bk.n + 1], bk.valid[:, None, None, :bk.n + 1],
+                                       scaling=scaling)[0])
             r += k
-        return (torch.cat(outs) if len(outs) > 1 else outs[0]).transpose(1, 2).contiguous()
-
-
-def _decode_attention(query, key, value, mask, scaling):
-    """One query position per row; grouped-query heads folded into the query length."""
-    import torch
-
-    b, h, q, d = query.shape
-    hkv = key.shape[1]
-    if h != hkv:
-        query = query.reshape(b, hkv, (h // hkv) * q, d)
-    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling)
-    return out.reshape(b, h, q, d)
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
 
 
 @functools.cache
