@@ -43,8 +43,9 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot create the run directory ({e.strerror}); pass a writable directory") from None
-    from .pipeline.uptodate import INPUTS_FILE, record_inputs
+    from .pipeline.uptodate import INPUTS_FILE, inputs_digest, record_inputs
 
+    digest = inputs_digest(cfg)
     (out / INPUTS_FILE).unlink(missing_ok=True)  # stamped again only once this run has finished
     with Store(out / "store.sqlite") as store:
         if on_plan:
@@ -63,5 +64,5 @@ def run_eval(cfg: EvalConfig, *, plan: Plan | None = None, on_plan: Callable[[Pl
             dims[name] = d
             samples[name] = (gl, scores)
     results = write_results(cfg, plan, dims, eff, samples)
-    record_inputs(cfg)
+    record_inputs(cfg, digest)
     return results

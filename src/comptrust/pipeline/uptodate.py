@@ -22,7 +22,7 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 from ..types import stable_hash
-from .build import EvalConfig
+from .build import EvalConfig, is_hub_data
 
 INPUTS_FILE = "inputs.json"
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def inputs_digest(cfg: EvalConfig) -> str | None:
         return None
     data: Any = None
     if cfg.data_dir is not None:
-        if str(cfg.data_dir).startswith("hub"):
+        if is_hub_data(cfg.data_dir):
             return None
         root = Path(cfg.data_dir)
         if not root.is_dir():
@@ -76,9 +76,9 @@ def finished_results(cfg: EvalConfig) -> dict | None:
     return results if digest is not None and digest == recorded else None
 
 
-def record_inputs(cfg: EvalConfig) -> None:
-    """After a finished eval: stamp the run directory with its inputs' digest."""
-    digest = inputs_digest(cfg)
+def record_inputs(cfg: EvalConfig, digest: str | None) -> None:
+    """After a finished eval: stamp the run directory with the digest of the inputs it started
+    from (taken before anything was read, so data changed mid-run is not certified)."""
     path = Path(cfg.out_dir) / INPUTS_FILE
     if digest is None:
         path.unlink(missing_ok=True)
