@@ -4,24 +4,29 @@ deviations are the effective non-default switches only."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
-import numpy as np
 from clihelp import run_cli
-
-from comptrust.peakmem import PeakMemory
 
 
 def test_peak_memory_is_a_peak_not_what_is_left():
-    import gc
-
-    gc.collect()  # an earlier test's garbage (a model, say) freed mid-measurement would lower the RSS under the mark
-    m = PeakMemory.start()
-    if not m.resettable:
-        assert m.peak_added() is None  # not measurable here: said, not guessed
-        return
+    """Measured in a fresh interpreter, so only this allocation is in it: in the suite's own
+    process the same check read 0 twice in full CI runs (it passes alone and after the
+    neighbouring files; the cause is not pinned down)."""
+    code = """
+import numpy as np
+from comptrust.peakmem import PeakMemory
+m = PeakMemory.start()
+if not m.resettable:
+    assert m.peak_added() is None  # not measurable here: said, not guessed
+else:
     a = np.ones(30_000_000)  # 240 MB, touched
     del a  # gone again before the measurement
-    assert m.peak_added() >= 200_000_000
+    assert m.peak_added() >= 200_000_000, m.peak_added()
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 def test_cached_rerun_and_deviations(capsys, tmp_path, tiny_model):
