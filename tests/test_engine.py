@@ -207,3 +207,42 @@ def test_buckets_decode_together_and_answer_as_one_prompt_at_a_time(backend, pro
     for it in sampled:
         alone.update(_run(backend, [it], rows=1))
     assert {k: got[k] for k in alone} == alone
+
+
+def test_prefix_store_finds_longest_exact_prefix_and_evicts_oldest():
+    import torch
+
+    from comptrust.backends.engine import PrefixStore
+
+    kv = lambda n, x: ([torch.full((1, 1, n, 2), float(x))], [torch.full((1, 1, n, 2), -float(x))])  # noqa: E731
+    st = PrefixStore(max_tokens=10, min_tokens=2)
+    st.add([1, 2, 3, 4], *kv(4, 1))
+    st.add([1, 2, 9, 9, 9], *kv(5, 2))
+    m, k, v = st.lookup([1, 2, 3, 7])
+    assert m == 3 and k[0][0, 0, 0, 0] == 1 and v[0][0, 0, 0, 0] == -1
+    assert st.lookup([1, 2, 9, 9, 9, 9])[0] == 5
+    assert st.lookup([1, 5])[0] == 0  # one shared token is below min_tokens
+    st.add([7, 7, 7], *kv(3, 3))  # 4 + 5 + 3 > 10: the least recently used entry ([1, 2, 3, 4]) goes
+    assert st.tokens == 8 and st.lookup([1, 2, 3, 4])[0] == 2  # only [1, 2, 9, ...] shares with it now
+    st.add(list(range(11)), *kv(11, 4))  # longer than the whole store: not kept
+    assert st.tokens == 8 and st.hit_tokens == 3 + 5 + 2
+
+
+def test_groups_put_apart_reuse_the_store_and_answer_as_generate(backend, prompts, monkeypatch):
+    """Decode rows of 2 split the prefix-sharing chat prompts into several groups; later groups take
+    the shared system prompt from the store instead of running it again. A small PREFILL_CHUNK
+    makes every masked pass attend in causal chunks. Greedy answers stay those of generate."""
+    from comptrust.backends import engine as E
+
+    params = GenParams(max_new_tokens=10)
+    items = _items(prompts, params)
+    ref = _run(backend, items, engine="generate", rows=1)
+    monkeypatch.setattr(E, "PREFILL_CHUNK", 3)
+    eng = E.Engine(backend.model, backend.tokenizer, backend.eos_ids, device=backend.device, max_rows=2)
+    got = {o.key: o.text for batch in eng.generate(items) for o in batch}
+    assert got == {k: v[0] for k, v in ref.items()}
+    assert eng.store.hit_tokens > 0
+    off = E.Engine(backend.model, backend.tokenizer, backend.eos_ids, device=backend.device, max_rows=2,
+                   max_store_bytes=0)
+    assert {o.key: o.text for batch in off.generate(items) for o in batch} == got
+    assert off.store.hit_tokens == 0 and off.prefill_tokens_run == eng.prefill_tokens_run + eng.store.hit_tokens
