@@ -246,3 +246,25 @@ def test_groups_put_apart_reuse_the_store_and_answer_as_generate(backend, prompt
                    max_store_bytes=0)
     assert {o.key: o.text for batch in off.generate(items) for o in batch} == got
     assert off.store.hit_tokens == 0 and off.prefill_tokens_run == eng.prefill_tokens_run + eng.store.hit_tokens
+
+
+def test_cascade_decode_attention_answers_as_generate(backend, prompts, monkeypatch):
+    """With the threshold at 1, every bucket whose rows share a prefix (the chat prompts' system
+    prompt, a prompt's samples) attends to it once per unit and merges by log-sum-exp; greedy
+    answers stay those of generate one prompt at a time, sampled ones those of the plain path."""
+    from comptrust.backends import engine as E
+
+    greedy = _items(prompts, GenParams(max_new_tokens=12))
+    sampled = [GenItem("t" + it.key, it.prompt, it.params, it.sample_idx, it.seed)
+               for it in _items(prompts, GenParams(max_new_tokens=9, temperature=1.0), n=3, seed0=7)]
+    ref = _run(backend, greedy, engine="generate", rows=1)
+    plain = _run(backend, sampled, rows=64)
+    monkeypatch.setattr(E, "CASCADE_MIN_SAVED", 1)
+    eng = E.Engine(backend.model, backend.tokenizer, backend.eos_ids, device=backend.device, max_rows=64)
+    seen = []
+    orig = E._cascade_attention
+    monkeypatch.setattr(E, "_cascade_attention", lambda q, bk, layer, sc: (seen.append(len(bk.unit_rows)), orig(q, bk, layer, sc))[1])
+    got = {o.key: (o.text, o.n_tokens) for batch in eng.generate(greedy + sampled) for o in batch}
+    assert seen and max(seen) >= 1
+    assert {k: got[k][0] for k in ref} == {k: v[0] for k, v in ref.items()}
+    assert {k: got[k] for k in plain} == plain
