@@ -1,7 +1,7 @@
 """Evaluation profiles: how much of each perspective to run.
 
 smoke: seconds, for tests. quick: a stratified, seeded sample per sub-scenario (8 minutes per model
-on the bundled set, measured on 2 cores). full: the whole benchmark with DecodingTrust's sample counts (GPU
+on the bundled set, 13 on the DecodingTrust data's 8 trust dimensions, measured on 2 cores). full: the whole benchmark with DecodingTrust's sample counts (GPU
 territory).
 Sampling depends only on (data, profile, seed), so every model of a comparison gets the same
 prompts and results stay paired.
@@ -32,8 +32,9 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", per_group=2, n_samples=2, max_new_tokens_cap=24,
                      description="2 prompts per sub-scenario; for tests: seconds per dimension on a tiny model"),
     "quick": Profile("quick", per_group=10, n_samples=3, max_new_tokens_cap=64,
-                     description=("stratified seeded sample; embedded model, bundled set, 8 dimensions + MMLU: 8 min "
-                                 "per model on 2 CPU cores (measured end to end; README)")),
+                     description=("stratified seeded sample; embedded model on 2 CPU cores, measured end to end "
+                                 "(README): bundled set, 8 dimensions + MMLU: 8 min per model; DecodingTrust data, "
+                                 "8 trust dimensions: 13 min")),
     "full": Profile("full", per_group=None, n_samples=25, max_new_tokens_cap=None,
                     description=("the whole benchmark with DecodingTrust's sample counts: GPU + vLLM territory (the "
                                 "bundled set alone is 1.7M budget tokens per model, days on a CPU)")),
