@@ -1,8 +1,8 @@
 """Evaluation profiles: how much of each perspective to run.
 
 smoke: seconds, for tests. quick: a stratified, seeded sample per sub-scenario (8 minutes per model
-on the bundled set, 13 on the DecodingTrust data's 8 trust dimensions, measured on 2 cores). full: the whole benchmark with DecodingTrust's sample counts (GPU
-territory).
+on the bundled set, 13 on the DecodingTrust data's 8 trust dimensions, measured on 2 cores).
+full: the whole benchmark with DecodingTrust's sample counts (GPU territory).
 Sampling depends only on (data, profile, seed), so every model of a comparison gets the same
 prompts and results stay paired.
 """

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -163,6 +164,14 @@ class PrefixStore:
 
 
 # -- model plumbing ------------------------------------------------------------------------------
+def _causal_tail(start: int, n: int, device):
+    """[n - start, n] bool: query i (position start + i) attends keys 0..start + i; the mask of
+    every pass that extends a sequence already in the cache by positions start..n-1."""
+    import torch
+
+    return torch.arange(n, device=device)[None, :] <= torch.arange(start, n, device=device)[:, None]
+
+
 def _gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """sdpa with grouped-query heads folded into the query length (no repeat_kv copy of the cache).
 
@@ -431,15 +440,12 @@ class _Bucket:
 
     def index_units(self) -> None:
         """unit_rows from row_unit (a unit's rows stay contiguous: compaction keeps the order)."""
-        self.unit_rows = []
-        for i, u in enumerate(self.row_unit):
-            if u < 0:
-                continue
-            if self.unit_rows and self.row_unit[i - 1] == u and i > 0:
-                a, _, c0, c1 = self.unit_rows[-1]
-                self.unit_rows[-1] = (a, i + 1, c0, c1)
-            else:
-                self.unit_rows.append((i, i + 1, *self.units[u]))
+        self.unit_rows, a = [], 0
+        for u, run in itertools.groupby(self.row_unit):
+            b = a + len(list(run))
+            if u >= 0:
+                self.unit_rows.append((a, b, *self.units[u]))
+            a = b
 
     @property
     def kv_tokens(self) -> int:
@@ -564,11 +570,8 @@ class Engine:
         r0 = 0
         units, row_unit = [], []
         for g in groups:
-            first_logits.append(self._prefill_group(g, ids, samples, kb, vb, valid, r0, longest, rows))
-            # the columns every row of the group holds the same KV in: its prefix, or the whole
-            # prompt of a lone prompt's samples
-            c0 = longest - max(len(ids[m]) for m in g.members)
-            c1 = c0 + g.prefix_len if len(g.members) > 1 else longest
+            logits, (c0, c1) = self._prefill_group(g, ids, samples, kb, vb, valid, r0, longest, rows)
+            first_logits.append(logits)
             n_g = len(rows) - r0
             if dev == "cpu" and (n_g - 1) * (c1 - c0) >= CASCADE_MIN_SAVED:
                 units.append((c0, c1))
@@ -592,6 +595,10 @@ class Engine:
 
     def _prefill_group(self, g: PrefillGroup, ids, samples, kb, vb, valid, r0: int, longest: int,
                        rows: list[_Row]):
+        """Prefill one group into rows r0.. of the bucket's buffers. Returns the rows' first
+        logits and the columns [c0, c1) in which every row of the group holds the same KV (its
+        prefix, or the whole prompt of a lone prompt's samples): what the store keeps and what
+        cascade attention reads once."""
         import torch
 
         dev = self.device
@@ -615,7 +622,7 @@ class Engine:
             pre = torch.tensor([lead[reuse:p]], device=dev)
             # no mask: one unpadded causal sequence (the attention takes is_causal, half the work);
             # after a reused part, causal over it + the new tokens
-            mask = None if not reuse else (torch.arange(p, device=dev)[None, :] <= torch.arange(reuse, p, device=dev)[:, None])[None, None]
+            mask = None if not reuse else _causal_tail(reuse, p, dev)[None, None]
             self.model(input_ids=pre, position_ids=torch.arange(reuse, p, device=dev)[None], attention_mask=mask,
                        past_key_values=cache, use_cache=True, logits_to_keep=1)
             self.prefill_tokens_run += p - reuse
@@ -644,8 +651,7 @@ class Engine:
         if p == 0 and all(len(ids[m]) == s for m in members):
             mask = None  # unpadded prompts from position 0: the causal pass (half the attention work)
         else:
-            causal = torch.arange(p + s, device=dev)[None, :] <= torch.arange(p, p + s, device=dev)[:, None]
-            mask = col_ok[:, None, None, :] & causal[None, None]
+            mask = col_ok[:, None, None, :] & _causal_tail(p, p + s, dev)[None, None]
         out = self.model(input_ids=sfx, position_ids=pos, attention_mask=mask, past_key_values=cache,
                          use_cache=True, logits_to_keep=1)
         self.prefill_tokens_run += len(members) * s
@@ -664,7 +670,7 @@ class Engine:
         for m in members:
             for it in samples[m]:
                 rows.append(_Row(it, len(ids[m]), it.seed, []))
-        return logits
+        return logits, (c0, c0 + stored)
 
     @staticmethod
     def _choose(logits, rows: list[_Row]) -> list[int]:
