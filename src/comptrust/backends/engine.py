@@ -14,10 +14,13 @@
 - **No waste in the loop**: no per-step torch.cat over the whole cache, attention sees
   grouped-query heads without repeat_kv copies, only the last position's logits are computed,
   finished rows are dropped from their bucket, stop strings are checked on a short token tail,
-  and on CPU the linear weights sit in the storage order MKL's small-M GEMM prefers.
+  masks are additive (converted once a pass, not once a layer), and on CPU the linear weights sit
+  in the storage order MKL's small-M GEMM prefers.
 
-The model's own forward does all the arithmetic: we only hand it position ids, a 4-D boolean mask
-(prefix + left-padded suffix + generated tokens) and a cache whose layers write into the buffers.
+Each pass is the model's own arithmetic: Llama-family decoders run backends.lean_forward (the same
+computation in fewer ops, q/k/v and gate/up fused), any other model its own forward; either gets
+position ids, a 4-D additive mask (prefix + left-padded suffix + generated tokens) and a cache
+whose layers write into the engine's buffers.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Iterator, Sequence
 
 from ..types import GenParams
 from .base import GenItem, GenOut, finished_text
+from .lean_forward import LeanForward, engine_weights
 
 ATTN_NAME = "comptrust_gqa"
 GROUP_OVERHEAD_TOKENS = 8  # a forward pass's fixed cost, in prompt-token equivalents, for grouping
@@ -164,6 +168,15 @@ class PrefixStore:
 
 
 # -- model plumbing ------------------------------------------------------------------------------
+def _bias(allowed, dtype):
+    """The additive attention mask of a boolean one (0 where True, -inf where False): the
+    attention kernel adds it as is, where a boolean mask would be converted in every layer (a
+    masked attention call runs ~20% faster on it)."""
+    import torch
+
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+
+
 def _causal_tail(start: int, n: int, device):
     """[n - start, n] bool: query i (position start + i) attends keys 0..start + i; the mask of
     every pass that extends a sequence already in the cache by positions start..n-1."""
@@ -175,7 +188,8 @@ def _causal_tail(start: int, n: int, device):
 def _gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """sdpa with grouped-query heads folded into the query length (no repeat_kv copy of the cache).
 
-    query [B, H, q, d], key/value [B, Hkv, k, d], mask [B|1, 1, q, k] bool (True = attend)."""
+    query [B, H, q, d], key/value [B, Hkv, k, d], mask [B|1, 1, q, k] additive (0 = attend, -inf
+    = not; see _bias)."""
     import torch
 
     if isinstance(key, _BucketKV):  # a decode step over several buckets, each with its own KV buffer
@@ -208,6 +222,11 @@ def _gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scali
     return out, None
 
 
+def _attend(query, key, value, mask, scaling):
+    """The engine's attention as LeanForward calls it: [B, q, heads, head dim]."""
+    return _gqa_attention(None, query, key, value, mask, scaling=scaling)[0]
+
+
 def _register_attention() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -227,30 +246,6 @@ def _engine_attention(model):
     finally:
         for k, c in cfgs.items():
             c._attn_implementation = saved[k]
-
-
-@contextlib.contextmanager
-def _cpu_gemm_layout(model):
-    """On CPU, hold every linear weight [out, in] in [in, out] storage (same values, same shape,
-    transposed strides) while the engine runs. MKL's small-M GEMM is much faster on it: measured
-    on 2 cores, the decoder's 7 projections x 30 layers at M=16 rows take 54 ms against 75 ms in
-    the checkpoint's layout. The original layout is restored on exit (other code, e.g. saving a
-    checkpoint, may expect contiguous weights)."""
-    import torch
-
-    params = {}
-    if next(model.parameters()).device.type == "cpu":
-        for mod in model.modules():
-            w = getattr(mod, "weight", None)
-            if isinstance(mod, torch.nn.Linear) and w is not None and w.dim() == 2 and w.is_contiguous():
-                params[id(w)] = w
-    for w in params.values():
-        w.data = w.data.t().contiguous().t()
-    try:
-        yield
-    finally:
-        for w in params.values():
-            w.data = w.data.contiguous()
 
 
 def supports_engine(model) -> bool:
@@ -325,7 +320,7 @@ class _BucketKV:
                 outs.append(_cascade_attention(query[r:r + k], bk, self.layer, scaling))
             else:
                 outs.append(_gqa_attention(None, query[r:r + k], bk.kb[self.layer][:, :, :bk.n + 1],
-                                           bk.vb[self.layer][:, :, :bk.n + 1], bk.valid[:, None, None, :bk.n + 1],
+                                           bk.vb[self.layer][:, :, :bk.n + 1], bk.bias[..., :bk.n + 1],
                                            scaling=scaling)[0])
             r += k
         return torch.cat(outs) if len(outs) > 1 else outs[0]
@@ -426,7 +421,7 @@ class _Bucket:
     active: list[int]  # indices into rows of the rows still in the buffers, aligned with them
     kb: list  # per layer [len(active), kv heads, cap, head dim]
     vb: list
-    valid: object  # [len(active), cap] bool: the columns each row attends to
+    bias: object  # [len(active), 1, 1, cap] 0 / -inf: the columns each row attends to (_bias)
     pos: object  # [len(active)] the next position id of each row
     n: int  # columns filled
     logits: object  # [len(active), vocab] each active row's next-token logits
@@ -465,7 +460,7 @@ class Engine:
 
     def __init__(self, model, tokenizer, eos_ids: Sequence[int], *, device: str, max_rows: int = 64,
                  bucket_rows: int = 16, max_kv_bytes: int = 2 << 30, max_prefill_tokens: int = 8192,
-                 max_store_bytes: int = 512 << 20):
+                 max_store_bytes: int = 512 << 20, lean: bool = True):
         import torch
 
         _register_attention()
@@ -485,6 +480,8 @@ class Engine:
         self.decode_tokens_run = 0
         self.max_store_tokens = max(0, max_store_bytes // self.bytes_per_token_row)
         self.store = PrefixStore(self.max_store_tokens)
+        self.lean = lean  # LeanForward where lean_supported, else the model's own forward
+        self._lean: LeanForward | None = None
 
     def generate(self, items: list[GenItem]) -> Iterator[list[GenOut]]:
         """Yields the answers bucket by bucket, as each finishes (the caller commits each)."""
@@ -495,8 +492,11 @@ class Engine:
         if not texts:
             return
         self.store = PrefixStore(self.max_store_tokens)  # prefixes are shared within one call
-        with _cpu_gemm_layout(self.model):
-            yield from self._generate(texts, uniq)
+        with engine_weights(self.model, lean=self.lean) as self._lean:
+            try:
+                yield from self._generate(texts, uniq)
+            finally:
+                self._lean = None
 
     def _generate(self, texts: list[str], uniq: dict[str, list[GenItem]]) -> Iterator[list[GenOut]]:
         ids = self.tok(texts, add_special_tokens=False)["input_ids"]
@@ -530,6 +530,13 @@ class Engine:
         yield from self._run(specs, ids, samples)
 
     # -- internals ---------------------------------------------------------------------------
+    def _forward(self, input_ids, position_ids, mask, cache):
+        """The last position's logits [B, vocab] of one pass writing into `cache`."""
+        if self._lean is not None:
+            return self._lean(input_ids, position_ids, mask, cache, _attend)
+        return self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, past_key_values=cache,
+                          use_cache=True, logits_to_keep=1).logits[:, -1]
+
     def _run(self, specs, ids, samples) -> Iterator[list[GenOut]]:
         import torch
 
@@ -580,16 +587,16 @@ class Engine:
                 row_unit += [-1] * n_g
             r0 = len(rows)
         pos = torch.tensor([r.prompt_len for r in rows], dtype=torch.long, device=dev)
-        bk = _Bucket(rows, list(range(len(rows))), kb, vb, valid, pos, longest, torch.cat(first_logits))
+        valid[:, longest:] = True  # generated columns: each is filled before it is read
+        bk = _Bucket(rows, list(range(len(rows))), kb, vb, _bias(valid[:, None, None, :], self.dtype), pos, longest,
+                     torch.cat(first_logits))
         if units:
             rest = valid.clone()
             for i, u in enumerate(row_unit):
                 if u >= 0:
                     rest[i, units[u][0]:units[u][1]] = False
-            rest[:, longest:] = True  # generated columns: each is filled before it is read
             bk.units, bk.row_unit, bk.rest0 = units, row_unit, int(rest.any(0).nonzero()[0])
-            bias = torch.zeros((len(rows), 1, 1, cap), dtype=self.dtype, device=dev)
-            bk.rest_bias = bias.masked_fill_(~rest[:, None, None, :], float("-inf"))
+            bk.rest_bias = _bias(rest[:, None, None, :], self.dtype)
             bk.index_units()
         return bk
 
@@ -622,9 +629,8 @@ class Engine:
             pre = torch.tensor([lead[reuse:p]], device=dev)
             # no mask: one unpadded causal sequence (the attention takes is_causal, half the work);
             # after a reused part, causal over it + the new tokens
-            mask = None if not reuse else _causal_tail(reuse, p, dev)[None, None]
-            self.model(input_ids=pre, position_ids=torch.arange(reuse, p, device=dev)[None], attention_mask=mask,
-                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+            mask = None if not reuse else _bias(_causal_tail(reuse, p, dev)[None, None], self.dtype)
+            self._forward(pre, torch.arange(reuse, p, device=dev)[None], mask, cache)
             self.prefill_tokens_run += p - reuse
         stored = p or len(lead)  # what this group adds to the store: its prefix, or a lone prompt
         if not p and reuse:  # a lone prompt: the reused part is its prefix
@@ -651,14 +657,12 @@ class Engine:
         if p == 0 and all(len(ids[m]) == s for m in members):
             mask = None  # unpadded prompts from position 0: the causal pass (half the attention work)
         else:
-            mask = col_ok[:, None, None, :] & _causal_tail(p, p + s, dev)[None, None]
-        out = self.model(input_ids=sfx, position_ids=pos, attention_mask=mask, past_key_values=cache,
-                         use_cache=True, logits_to_keep=1)
+            mask = _bias(col_ok[:, None, None, :] & _causal_tail(p, p + s, dev)[None, None], self.dtype)
+        logits = self._forward(sfx, pos, mask, cache).float()
         self.prefill_tokens_run += len(members) * s
         if reuse < stored:
             self.store.add(lead[:stored], [k[r0:r0 + 1, :, c0:c0 + stored] for k in kb],
                            [v[r0:r0 + 1, :, c0:c0 + stored] for v in vb])
-        logits = out.logits[:, -1].float()
         if need_rows:  # copy each prompt's KV from its lead row to its other samples
             counts = [len(samples[m]) for m in members]
             for u, k in enumerate(counts):
@@ -723,14 +727,13 @@ class Engine:
             idx = torch.tensor(keep, device=self.device)
             b.kb = [k.index_select(0, idx) for k in b.kb]
             b.vb = [v.index_select(0, idx) for v in b.vb]
-            b.valid, b.pos = b.valid.index_select(0, idx), b.pos.index_select(0, idx)
+            b.bias, b.pos = b.bias.index_select(0, idx), b.pos.index_select(0, idx)
             b.active = [b.active[k] for k in keep]
             chosen = [chosen[k] for k in keep]
             if b.units:
                 b.rest_bias = b.rest_bias.index_select(0, idx)
                 b.row_unit = [b.row_unit[k] for k in keep]
                 b.index_units()
-        b.valid[:, b.n] = True
         b.next_ids = chosen
         return True
 
@@ -745,10 +748,8 @@ class Engine:
         # the attention reads each bucket's own mask; this one only tells transformers the mask is
         # prepared (a 4-D mask passes through untouched)
         mask = torch.ones((ids.shape[0], 1, 1, 1), dtype=torch.bool, device=dev)
-        out = self.model(input_ids=ids, position_ids=pos, attention_mask=mask, past_key_values=_bucket_cache(active),
-                         use_cache=True, logits_to_keep=1)
+        logits = self._forward(ids, pos, mask, _bucket_cache(active)).float()
         self.decode_tokens_run += ids.shape[0]
-        logits = out.logits[:, -1].float()
         r = 0
         for b in active:
             k = len(b.active)

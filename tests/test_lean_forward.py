@@ -1,0 +1,102 @@
+"""The engine's lean forward pass computes what the model's own forward computes, restores the
+checkpoint's weights, and steps aside for any model it does not cover."""
+
+import pytest
+import torch
+
+from comptrust.backends import engine as E
+from comptrust.backends.lean_forward import engine_weights, lean_supported
+
+
+def _model(kind: str = "llama", **kw):
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=101, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256)
+    model = Qwen2ForCausalLM(Qwen2Config(**common)) if kind == "qwen2" else LlamaForCausalLM(LlamaConfig(**common, **kw))
+    with torch.no_grad():  # biases too: Qwen2's q/k/v biases, Llama's with attention_bias/mlp_bias
+        for p in model.parameters():
+            p.normal_(0, 0.2)
+    return model.eval()
+
+
+def _two_passes(model, lean: bool):
+    """A causal pass over 5 tokens of 2 rows, then a masked pass extending it by 4 tokens (row 1
+    left-padded by one): both passes' last logits and the cache's keys."""
+    E._register_attention()
+    layers, kvh, hd = E._kv_shape(model)
+    kb = [torch.zeros(2, kvh, 9, hd) for _ in range(layers)]
+    vb = [torch.zeros(2, kvh, 9, hd) for _ in range(layers)]
+    cache = E._buffer_cache(kb, vb)
+    ids = torch.randint(0, 101, (2, 9), generator=torch.Generator().manual_seed(1))
+    allowed = E._causal_tail(5, 9, "cpu")[None, None].repeat(2, 1, 1, 1)
+    allowed[1, ..., 5] = False
+    mask = E._bias(allowed, torch.float32)
+    with torch.inference_mode(), E._engine_attention(model), engine_weights(model, lean=lean) as fwd:
+        assert (fwd is not None) == lean
+
+        def run(x, pos, m):
+            if fwd is not None:
+                return fwd(x, pos, m, cache, E._attend)
+            return model(input_ids=x, position_ids=pos, attention_mask=m, past_key_values=cache, use_cache=True,
+                         logits_to_keep=1).logits[:, -1]
+
+        first = run(ids[:, :5], torch.arange(5)[None].repeat(2, 1), None)
+        second = run(ids[:, 5:], torch.arange(5, 9)[None].repeat(2, 1), mask)
+    return first, second, torch.stack(kb)
+
+
+@pytest.mark.parametrize("kind,kw", [("llama", {}), ("llama", {"attention_bias": True, "mlp_bias": True}),
+                                     ("qwen2", {})])
+def test_lean_forward_matches_the_models_forward(kind, kw):
+    model = _model(kind, **kw)
+    assert lean_supported(model)
+    ref = _two_passes(model, lean=False)
+    got = _two_passes(model, lean=True)
+    for a, b in zip(got, ref):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()
+
+
+def test_checkpoint_weights_are_restored_after_the_engine():
+    model = _model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with engine_weights(model, lean=True) as fwd:
+        att = model.model.layers[0].self_attn
+        # q, k and v are views of one fused tensor while the engine runs
+        assert att.q_proj.weight.untyped_storage().data_ptr() == att.v_proj.weight.untyped_storage().data_ptr()
+        assert fwd is not None
+    att = model.model.layers[0].self_attn
+    assert att.q_proj.weight.untyped_storage().data_ptr() != att.v_proj.weight.untyped_storage().data_ptr()
+    for n, p in model.named_parameters():
+        assert p.is_contiguous(), n
+        assert torch.equal(p, before[n]), n
+
+
+def _hooked(model):
+    model.model.layers[1].mlp.up_proj.register_forward_hook(lambda *a: None)
+
+
+def _subclassed(model):
+    class Quantized(torch.nn.Linear):
+        pass
+
+    old = model.model.layers[0].self_attn.k_proj
+    new = Quantized(old.in_features, old.out_features, bias=False)
+    new.weight = old.weight
+    model.model.layers[0].self_attn.k_proj = new
+
+
+def _gelu(model):
+    model.config.hidden_act = "gelu"
+
+
+@pytest.mark.parametrize("change", [_hooked, _subclassed, _gelu])
+def test_models_it_does_not_cover_run_their_own_forward(change):
+    model = _model()
+    change(model)
+    assert not lean_supported(model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with engine_weights(model, lean=True) as fwd:
+        assert fwd is None
+    assert all(torch.equal(p, before[n]) and p.is_contiguous() for n, p in model.named_parameters())
