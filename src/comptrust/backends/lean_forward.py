@@ -28,14 +28,12 @@ LEAN_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
 
 @dataclass
 class _Layer:
-    ln1: object
-    eps1: float
+    ln1: object  # the layer's RMSNorm modules (_rms_norm)
     qkv: object  # [q + 2 kv, hidden] view of the fused weight
     qkv_b: object
     o: object
     o_b: object
     ln2: object
-    eps2: float
     gu: object  # [2 intermediate, hidden]
     gu_b: object
     down: object
@@ -139,7 +137,7 @@ def engine_weights(model, *, lean: bool):
 
 
 class LeanForward:
-    """forward(input_ids, position_ids, mask, cache) -> the last position's logits [B, vocab].
+    """fwd(input_ids, position_ids, mask, cache, attention) -> the last position's logits [B, vocab].
 
     `cache.layers[i].update(k, v)` stores and returns the layer's keys/values, `attention(q, k, v,
     mask, scaling)` attends: the same calls the model's own attention makes."""
@@ -150,10 +148,10 @@ class LeanForward:
         self.rotary = base.rotary_emb
         mod = sys.modules[type(base.layers[0].self_attn).__module__]
         self.rope = mod.apply_rotary_pos_emb  # the model's own rotation (its rotate_half convention)
-        self.norm_w, self.norm_eps = base.norm.weight, base.norm.variance_epsilon
+        self.norm = base.norm
         self.lm_w, self.lm_b = model.lm_head.weight, model.lm_head.bias
         att0 = base.layers[0].self_attn
-        self.head_dim = att0.head_dim if hasattr(att0, "head_dim") else att0.q_proj.weight.shape[0] // model.config.num_attention_heads
+        self.head_dim = getattr(att0, "head_dim", None) or att0.q_proj.weight.shape[0] // model.config.num_attention_heads
         self.n_q = att0.q_proj.weight.shape[0]
         self.n_kv = att0.k_proj.weight.shape[0]
         self.inter = base.layers[0].mlp.gate_proj.weight.shape[0]
@@ -163,9 +161,9 @@ class LeanForward:
             qkv_b = None if att.q_proj.bias is None else _cat_bias(att.q_proj, att.k_proj, att.v_proj)
             gu_b = None if mlp.gate_proj.bias is None else _cat_bias(mlp.gate_proj, mlp.up_proj)
             self.layers.append(_Layer(
-                layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
+                layer.input_layernorm,
                 qkv, qkv_b, att.o_proj.weight, att.o_proj.bias,
-                layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
+                layer.post_attention_layernorm,
                 gu, gu_b, mlp.down_proj.weight, mlp.down_proj.bias,
                 att.scaling))
 
@@ -173,11 +171,11 @@ class LeanForward:
         import torch.nn.functional as F
 
         h = self.embed(input_ids)
-        b, t, dim = h.shape
+        b, t, _ = h.shape
         cos, sin = self.rotary(h, position_ids)
         d, nq, nkv, inter = self.head_dim, self.n_q, self.n_kv, self.inter
         for layer, cl in zip(self.layers, cache.layers):
-            x = F.rms_norm(h, (dim,), layer.ln1, layer.eps1)
+            x = _rms_norm(layer.ln1, h)
             qkv = F.linear(x, layer.qkv, layer.qkv_b)
             q = qkv[..., :nq].view(b, t, -1, d).transpose(1, 2)
             k = qkv[..., nq:nq + nkv].view(b, t, -1, d).transpose(1, 2)
@@ -186,11 +184,21 @@ class LeanForward:
             k, v = cl.update(k, v)
             a = attention(q, k, v, mask, layer.scaling)
             h += F.linear(a.reshape(b, t, nq), layer.o, layer.o_b)
-            x = F.rms_norm(h, (dim,), layer.ln2, layer.eps2)
+            x = _rms_norm(layer.ln2, h)
             gu = F.linear(x, layer.gu, layer.gu_b)
             act = F.silu(gu[..., :inter], inplace=True).mul_(gu[..., inter:])  # in the gate's columns
             h += F.linear(act, layer.down, layer.down_b)
-        return F.linear(F.rms_norm(h[:, -1], (dim,), self.norm_w, self.norm_eps), self.lm_w, self.lm_b)
+        return F.linear(_rms_norm(self.norm, h[:, -1]), self.lm_w, self.lm_b)
+
+
+def _rms_norm(mod, x):
+    """The model's RMSNorm: one fused op in fp32, where it is the same arithmetic; in half precision
+    the module itself, which rounds to the input dtype before the weight multiply."""
+    import torch
+
+    if x.dtype == torch.float32:
+        return torch.nn.functional.rms_norm(x, (x.shape[-1],), mod.weight, mod.variance_epsilon)
+    return mod(x)
 
 
 def _cat_bias(*mods):
