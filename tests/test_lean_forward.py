@@ -100,3 +100,27 @@ def test_models_it_does_not_cover_run_their_own_forward(change):
     with engine_weights(model, lean=True) as fwd:
         assert fwd is None
     assert all(torch.equal(p, before[n]) and p.is_contiguous() for n, p in model.named_parameters())
+
+
+def test_a_compressed_tensors_variant_runs_its_own_forward(tiny_model, tmp_path):
+    """A quantized variant as the sweep builds it: compressed-tensors keeps nn.Linear modules but
+    packs their weights and wraps their forward, so the lean pass must step aside; the engine then
+    answers through the variant's own forward."""
+    from comptrust.backends.base import GenItem
+    from comptrust.backends.hf import HFBackend
+    from comptrust.compress.build import build_variant
+    from comptrust.compress.methods import CompressSpec
+    from comptrust.models.resolve import resolve_model
+    from comptrust.types import GenParams
+
+    calib = tmp_path / "calib.txt"
+    calib.write_text("\n".join(f"the river carries {i} small stones past quiet farms" for i in range(40)))
+    out = tmp_path / "rtn4"
+    build_variant(CompressSpec.make("rtn", bits=4, calib=str(calib), n_calib=4, seq_len=32), str(tiny_model), out)
+    backend = HFBackend(resolve_model(str(out)), batch_size=4)
+    assert backend.engine == "reuse" and not lean_supported(backend.model)
+    items = [GenItem(f"k{i}", p, GenParams(max_new_tokens=4), 0, 1) for i, p in enumerate(["the river", "quiet farms"])]
+    engine = {o.key: o.text for batch in backend.generate(items) for o in batch}
+    backend.engine = "generate"
+    assert engine == {o.key: o.text for batch in backend.generate(items) for o in batch}
+    assert sorted(engine) == ["k0", "k1"]

@@ -42,9 +42,14 @@ class _Layer:
 
 
 def _plain_linear(m) -> bool:
+    """An nn.Linear whose forward is F.linear(x, weight, bias): not a subclass, no hooks, no
+    instance-level forward (compressed-tensors wraps a quantized module that way, with packed
+    parameters in place of `weight`), no parameters or buffers but weight and bias."""
     import torch
 
-    return type(m) is torch.nn.Linear and not (m._forward_hooks or m._forward_pre_hooks)
+    return (type(m) is torch.nn.Linear and "forward" not in vars(m) and not (m._forward_hooks or m._forward_pre_hooks)
+            and isinstance(m._parameters.get("weight"), torch.Tensor) and set(m._parameters) <= {"weight", "bias"}
+            and not m._buffers)
 
 
 def lean_supported(model) -> bool:
