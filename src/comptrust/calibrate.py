@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 CALIBRATION_DIMS = ["advglue", "adv_demonstration", "fairness", "machine_ethics", "ood", "privacy", "stereotype", "toxicity"]
-VERSION = 2  # bump when the calibration workload or the engine changes what it measures (2: prefix store, cascade attention)
+# bump when the calibration workload or the engine changes what it measures
+# (2: prefix store, cascade attention; 3: lean forward, additive masks)
+VERSION = 3
 
 
 def unit_seed(u) -> int:
