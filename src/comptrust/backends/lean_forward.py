@@ -29,7 +29,7 @@ LEAN_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
 @dataclass
 class _Layer:
     ln1: object  # the layer's RMSNorm modules (_rms_norm)
-    qkv: object  # [q + 2 kv, hidden] view of the fused weight
+    qkv: object  # [q + 2 kv, hidden]: the fused weight (q/k/v_proj.weight are views of it)
     qkv_b: object
     o: object
     o_b: object
@@ -68,9 +68,10 @@ def lean_supported(model) -> bool:
         mods += [getattr(mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
         if not all(_plain_linear(m) for m in mods):
             return False
-        q, k, v = mods[:3]
-        if len({q.bias is None, k.bias is None, v.bias is None}) > 1 or (mods[3].bias is None) != (mods[4].bias is None) \
-                or (mods[4].bias is None) != (mods[5].bias is None):
+        q, k, v, _, gate, up, _ = mods
+        # the fused GEMMs take one bias each: q/k/v all or none, gate/up both or neither (o and
+        # down keep their own)
+        if len({q.bias is None, k.bias is None, v.bias is None}) > 1 or (gate.bias is None) != (up.bias is None):
             return False
         for norm in (getattr(layer, "input_layernorm", None), getattr(layer, "post_attention_layernorm", None)):
             if not hasattr(norm, "weight") or not hasattr(norm, "variance_epsilon"):
