@@ -268,3 +268,34 @@ def test_cascade_decode_attention_answers_as_generate(backend, prompts, monkeypa
     assert seen and max(seen) >= 1
     assert {k: got[k][0] for k in ref} == {k: v[0] for k, v in ref.items()}
     assert {k: got[k] for k in plain} == plain
+
+
+def test_groups_prefilled_together_keep_the_reuse_of_one_by_one(backend, prompts, monkeypatch):
+    """Groups admitted together make their passes in shared forwards (waves); a group whose prefix
+    an earlier group of the wave is computing waits for the next wave, so the store serves exactly
+    what it serves when groups run one at a time. Small groups (a tight padded-suffix budget) make
+    several groups share the chat prompts' system prompt."""
+    from comptrust.backends import engine as E
+
+    plan = E.plan_groups
+    monkeypatch.setattr(E, "plan_groups", lambda *a, **kw: plan(*a, **{**kw, "max_prefill_tokens": 12}))
+    params = GenParams(max_new_tokens=8)
+    items = _items(prompts, params)
+    ref = _run(backend, items, engine="generate", rows=1)
+    calls: list[int] = []
+    run_passes = E.Engine._run_passes
+    monkeypatch.setattr(E.Engine, "_run_passes", lambda self, ps: calls.append(len(ps)) or run_passes(self, ps))
+
+    def answer(**kw):
+        eng = E.Engine(backend.model, backend.tokenizer, backend.eos_ids, device=backend.device, max_rows=16, **kw)
+        return {o.key: o.text for batch in eng.generate(items) for o in batch}, eng
+
+    together, eng = answer()
+    merged = max(calls)
+    calls.clear()
+    monkeypatch.setattr(E, "_longest_shared", lambda seqs, want: 1 << 30)  # every group its own wave
+    alone, one = answer()
+    assert merged > 1 and max(calls) == 1  # passes did run together, and not in the reference
+    assert together == alone == {k: v[0] for k, v in ref.items()}
+    assert eng.store.hit_tokens == one.store.hit_tokens > 0
+    assert eng.prefill_tokens_run == one.prefill_tokens_run

@@ -129,3 +129,45 @@ def test_a_compressed_tensors_variant_runs_its_own_forward(tiny_model, tmp_path)
     backend.engine = "generate"
     assert engine == {o.key: o.text for batch in backend.generate(items) for o in batch}
     assert sorted(engine) == ["k0", "k1"]
+
+
+def test_passes_run_together_equal_each_pass_run_alone():
+    """LeanForward.run over independent passes (different rows, lengths, masks and caches) gives
+    every pass the logits and cache contents it gets alone: only the linear layers are shared."""
+    from comptrust.backends.lean_forward import Pass
+
+    model = _model("llama")
+    E._register_attention()
+    layers, kvh, hd = E._kv_shape(model)
+    gen = torch.Generator().manual_seed(2)
+
+    def caches():
+        bufs = [([torch.zeros(r, kvh, 12, hd) for _ in range(layers)], [torch.zeros(r, kvh, 12, hd) for _ in range(layers)])
+                for r in (2, 1, 3)]
+        return bufs, [E._buffer_cache(k, v) for k, v in bufs]
+
+    ids = [torch.randint(0, 101, (r, 12), generator=gen) for r in (2, 1, 3)]
+    pad = E._causal_tail(4, 9, "cpu")[None, None].repeat(3, 1, 1, 1)
+    pad[2, ..., 4] = False  # row 2 of the third prompt left-padded by one
+
+    def first(cs):  # causal passes of 4, 7 and 4 tokens
+        return [Pass(ids[0][:, :4], torch.arange(4)[None].repeat(2, 1), None, cs[0]),
+                Pass(ids[1][:, :7], torch.arange(7)[None], None, cs[1]),
+                Pass(ids[2][:, :4], torch.arange(4)[None].repeat(3, 1), None, cs[2])]
+
+    def second(cs):  # masked extensions: 3 tokens, 1 token (a decode-like row), 5 tokens padded
+        return [Pass(ids[0][:, 4:7], torch.arange(4, 7)[None].repeat(2, 1),
+                     E._bias(E._causal_tail(4, 7, "cpu")[None, None], torch.float32), cs[0]),
+                Pass(ids[1][:, 7:8], torch.tensor([[7]]), E._bias(E._causal_tail(7, 8, "cpu")[None, None], torch.float32), cs[1]),
+                Pass(ids[2][:, 4:9], torch.arange(4, 9)[None].repeat(3, 1), E._bias(pad, torch.float32), cs[2])]
+
+    with torch.inference_mode(), E._engine_attention(model), engine_weights(model, lean=True) as fwd:
+        bufs_t, cs = caches()
+        together = fwd.run(first(cs), E._attend) + fwd.run(second(cs), E._attend)
+        bufs_a, cs = caches()
+        alone = [fwd.run([p], E._attend)[0] for p in first(cs)] + [fwd.run([p], E._attend)[0] for p in second(cs)]
+    assert [t.shape for t in together] == [a.shape for a in alone] == [(r, 101) for r in (2, 1, 3) * 2]
+    for t, a in zip(together, alone):
+        assert torch.allclose(t, a, atol=1e-5, rtol=1e-5), (t - a).abs().max()
+    for (kt, vt), (ka, va) in zip(bufs_t, bufs_a):
+        assert torch.allclose(torch.stack(kt), torch.stack(ka), atol=1e-5) and torch.allclose(torch.stack(vt), torch.stack(va), atol=1e-5)

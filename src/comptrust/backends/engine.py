@@ -33,7 +33,7 @@ from typing import Iterator, Sequence
 
 from ..types import GenParams
 from .base import GenItem, GenOut, finished_text
-from .lean_forward import LeanForward, engine_weights
+from .lean_forward import LeanForward, Pass, engine_weights
 
 ATTN_NAME = "comptrust_gqa"
 GROUP_OVERHEAD_TOKENS = 8  # a forward pass's fixed cost, in prompt-token equivalents, for grouping
@@ -130,9 +130,7 @@ class PrefixStore:
         self._next = 0
         self.hit_tokens = 0  # prefill tokens served from the store (benchmarks, tests)
 
-    def lookup(self, want: Sequence[int]):
-        """(m, keys, values) of the stored prefix sharing the most leading tokens with `want`, m of
-        them (0 and None below min_tokens)."""
+    def _best(self, want: Sequence[int]) -> tuple[int, int | None]:
         import numpy as np
 
         w = np.asarray(want)
@@ -145,6 +143,17 @@ class PrefixStore:
             m = n if eq.all() else int(eq.argmin())
             if m > best:
                 best, hit = m, key
+        return best, hit
+
+    def peek(self, want: Sequence[int]) -> int:
+        """How many leading tokens of `want` a lookup would serve now (0 below min_tokens)."""
+        best, _ = self._best(want)
+        return best if best >= self.min_tokens else 0
+
+    def lookup(self, want: Sequence[int]):
+        """(m, keys, values) of the stored prefix sharing the most leading tokens with `want`, m of
+        them (0 and None below min_tokens)."""
+        best, hit = self._best(want)
         if best < self.min_tokens:
             return 0, None, None
         self.entries.move_to_end(hit)
@@ -447,6 +456,21 @@ class _Bucket:
         return self.kb[0].shape[0] * self.kb[0].shape[2]
 
 
+@dataclass
+class _Fill:
+    """A bucket being prefilled: its groups, buffers and each group's result once done."""
+    groups: list[PrefillGroup]
+    longest: int  # the bucket's longest prompt: every prompt ends at this column
+    kb: list
+    vb: list
+    valid: object  # [rows, cap] bool: the columns each row attends to
+    done: list  # per group (first logits, shared columns, rows), filled by _prefill_wave
+
+
+def _longest_shared(seqs: Sequence[Sequence[int]], want: Sequence[int]) -> int:
+    return max((_lcp(s, want) for s in seqs), default=0)
+
+
 class Engine:
     """Answers GenItems of any mix of parameters: rows carry their own temperature, top_p,
     max_new_tokens and stop strings, so requests of different dimensions share prefill passes and
@@ -544,9 +568,16 @@ class Engine:
         active: list[_Bucket] = []
         with torch.inference_mode(), _engine_attention(self.model):
             while pending or active:
-                while pending and (not active or (sum(len(b.active) for b in active) + pending[-1][1] <= self.max_rows
-                                                  and sum(b.kv_tokens for b in active) + pending[-1][2] <= self.max_kv_tokens)):
-                    active.append(self._prefill_bucket(pending.pop()[0], ids, samples))
+                admit: list[list[PrefillGroup]] = []
+                rows_now = sum(len(b.active) for b in active)
+                kv_now = sum(b.kv_tokens for b in active)
+                while pending and ((not active and not admit) or (rows_now + pending[-1][1] <= self.max_rows
+                                                                   and kv_now + pending[-1][2] <= self.max_kv_tokens)):
+                    groups, n_rows, kv = pending.pop()
+                    admit.append(groups)
+                    rows_now, kv_now = rows_now + n_rows, kv_now + kv
+                if admit:
+                    active += self._prefill_buckets(admit, ids, samples)
                 stepping, done = [], []
                 for b in active:
                     (stepping if self._advance(b) else done).append(b)
@@ -560,36 +591,99 @@ class Engine:
         text, n = finished_text(self.tok, r.toks, self.eos, r.params.stop)
         return GenOut(r.item.key, text, n)
 
-    def _prefill_bucket(self, groups: list[PrefillGroup], ids, samples) -> _Bucket:
+    def _prefill_buckets(self, specs: list[list[PrefillGroup]], ids, samples) -> list[_Bucket]:
+        """Prefill the buckets admitted together. Their groups run in waves: every group of a wave
+        makes its passes (prefix, then suffix) in the same forwards as the others (_run_passes),
+        so the many short passes of a bucket cost a few wide GEMMs. A group whose prefix is being
+        computed by an earlier group of the wave (what it would find in the store had that group
+        finished) starts the next wave, so reuse is what running the groups one by one gives."""
         import torch
 
         dev = self.device
-        longest = max(len(ids[m]) for g in groups for m in g.members)
-        most_new = max(it.params.max_new_tokens for g in groups for m in g.members for it in samples[m])
-        cap = longest + most_new
-        n_rows = sum(len(samples[m]) for g in groups for m in g.members)
-        shape = (n_rows, self.kv_heads, cap, self.head_dim)
-        kb = [torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(self.layers)]
-        vb = [torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(self.layers)]
-        valid = torch.zeros((n_rows, cap), dtype=torch.bool, device=dev)
+        fills, jobs = [], []
+        for groups in specs:
+            longest = max(len(ids[m]) for g in groups for m in g.members)
+            most_new = max(it.params.max_new_tokens for g in groups for m in g.members for it in samples[m])
+            n_rows = sum(len(samples[m]) for g in groups for m in g.members)
+            shape = (n_rows, self.kv_heads, longest + most_new, self.head_dim)
+            fill = _Fill(groups, longest,
+                         [torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(self.layers)],
+                         [torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(self.layers)],
+                         torch.zeros((n_rows, shape[2]), dtype=torch.bool, device=dev), [None] * len(groups))
+            fills.append(fill)
+            r0 = 0
+            for gi, g in enumerate(groups):
+                jobs.append((fill, gi, r0))
+                r0 += sum(len(samples[m]) for m in g.members)
+        wave: list = []
+        computing: list[Sequence[int]] = []  # what the wave's groups will add to the store
+        for job in jobs:
+            g = job[0].groups[job[1]]
+            lead = ids[g.members[0]]
+            want = lead[:g.prefix_len] if g.prefix_len else lead[:-1]
+            if wave and _longest_shared(computing, want) >= max(self.store.peek(want) + 1, self.store.min_tokens):
+                self._prefill_wave(wave, ids, samples)
+                wave, computing = [], []
+            wave.append(job)
+            computing.append(lead[:g.prefix_len or len(lead)])
+        self._prefill_wave(wave, ids, samples)
+        return [self._bucket_of(fill) for fill in fills]
+
+    def _prefill_wave(self, jobs, ids, samples) -> None:
+        """Run the groups of one wave: each group's generator (_prefill_group) yields its passes
+        in order; the passes the groups are at run together."""
+        gens = {k: self._prefill_group(fill.groups[gi], ids, samples, fill.kb, fill.vb, fill.valid, r0, fill.longest)
+                for k, (fill, gi, r0) in enumerate(jobs)}
+        at = {k: next(gen) for k, gen in gens.items()}  # every group makes at least its suffix pass
+        while at:
+            keys = list(at)
+            outs = self._run_passes([at[k] for k in keys])
+            at = {}
+            for k, logits in zip(keys, outs):
+                try:
+                    at[k] = gens[k].send(logits)
+                except StopIteration as stop:
+                    fill, gi, _ = jobs[k]
+                    fill.done[gi] = stop.value
+
+    def _run_passes(self, passes: list[Pass]) -> list:
+        """Each pass's last-position logits: LeanForward runs passes together, up to
+        max_prefill_tokens tokens a forward; the model's own forward runs them one by one."""
+        if self._lean is None:
+            return [self._forward(p.ids, p.pos, p.mask, p.cache) for p in passes]
+        outs, batch, n = [], [], 0
+        for p in passes:
+            t = p.ids.numel()
+            if batch and n + t > self.max_prefill_tokens:
+                outs += self._lean.run(batch, _attend)
+                batch, n = [], 0
+            batch.append(p)
+            n += t
+        return outs + self._lean.run(batch, _attend)
+
+    def _bucket_of(self, fill: "_Fill") -> _Bucket:
+        """The decoding bucket of a prefilled _Fill: rows and first logits in group order, cascade
+        units where a group's rows share enough columns."""
+        import torch
+
+        dev = self.device
         rows: list[_Row] = []
         first_logits = []
-        r0 = 0
         units, row_unit = [], []
-        for g in groups:
-            logits, (c0, c1) = self._prefill_group(g, ids, samples, kb, vb, valid, r0, longest, rows)
+        for logits, (c0, c1), g_rows in fill.done:
             first_logits.append(logits)
-            n_g = len(rows) - r0
+            rows += g_rows
+            n_g = len(g_rows)
             if dev == "cpu" and (n_g - 1) * (c1 - c0) >= CASCADE_MIN_SAVED:
                 units.append((c0, c1))
                 row_unit += [len(units) - 1] * n_g
             else:
                 row_unit += [-1] * n_g
-            r0 = len(rows)
+        valid, longest = fill.valid, fill.longest
         pos = torch.tensor([r.prompt_len for r in rows], dtype=torch.long, device=dev)
         valid[:, longest:] = True  # generated columns: each is filled before it is read
-        bk = _Bucket(rows, list(range(len(rows))), kb, vb, _bias(valid[:, None, None, :], self.dtype), pos, longest,
-                     torch.cat(first_logits))
+        bk = _Bucket(rows, list(range(len(rows))), fill.kb, fill.vb, _bias(valid[:, None, None, :], self.dtype), pos,
+                     longest, torch.cat(first_logits))
         if units:
             rest = valid.clone()
             for i, u in enumerate(row_unit):
@@ -600,12 +694,12 @@ class Engine:
             bk.index_units()
         return bk
 
-    def _prefill_group(self, g: PrefillGroup, ids, samples, kb, vb, valid, r0: int, longest: int,
-                       rows: list[_Row]):
-        """Prefill one group into rows r0.. of the bucket's buffers. Returns the rows' first
-        logits and the columns [c0, c1) in which every row of the group holds the same KV (its
-        prefix, or the whole prompt of a lone prompt's samples): what the store keeps and what
-        cascade attention reads once."""
+    def _prefill_group(self, g: PrefillGroup, ids, samples, kb, vb, valid, r0: int, longest: int):
+        """Prefill one group into rows r0.. of the bucket's buffers: a generator that yields its
+        passes (Pass; the prefix's, then the suffixes') and is sent each one's logits. Returns the
+        rows' first logits, the columns [c0, c1) in which every row of the group holds the same KV
+        (its prefix, or the whole prompt of a lone prompt's samples: what the store keeps and what
+        cascade attention reads once), and the group's rows."""
         import torch
 
         dev = self.device
@@ -630,7 +724,7 @@ class Engine:
             # no mask: one unpadded causal sequence (the attention takes is_causal, half the work);
             # after a reused part, causal over it + the new tokens
             mask = None if not reuse else _bias(_causal_tail(reuse, p, dev)[None, None], self.dtype)
-            self._forward(pre, torch.arange(reuse, p, device=dev)[None], mask, cache)
+            yield Pass(pre, torch.arange(reuse, p, device=dev)[None], mask, cache)
             self.prefill_tokens_run += p - reuse
         stored = p or len(lead)  # what this group adds to the store: its prefix, or a lone prompt
         if not p and reuse:  # a lone prompt: the reused part is its prefix
@@ -658,7 +752,7 @@ class Engine:
             mask = None  # unpadded prompts from position 0: the causal pass (half the attention work)
         else:
             mask = _bias(col_ok[:, None, None, :] & _causal_tail(p, p + s, dev)[None, None], self.dtype)
-        logits = self._forward(sfx, pos, mask, cache).float()
+        logits = (yield Pass(sfx, pos, mask, cache)).float()
         self.prefill_tokens_run += len(members) * s
         if reuse < stored:
             self.store.add(lead[:stored], [k[r0:r0 + 1, :, c0:c0 + stored] for k in kb],
@@ -671,10 +765,8 @@ class Engine:
                     for buf in (*kb, *vb):
                         buf[a + 1:a + k, :, c0:longest] = buf[a:a + 1, :, c0:longest]
             logits = torch.repeat_interleave(logits, torch.tensor(counts, device=logits.device), dim=0)
-        for m in members:
-            for it in samples[m]:
-                rows.append(_Row(it, len(ids[m]), it.seed, []))
-        return logits, (c0, c0 + stored)
+        rows = [_Row(it, len(ids[m]), it.seed, []) for m in members for it in samples[m]]
+        return logits, (c0, c0 + stored), rows
 
     @staticmethod
     def _choose(logits, rows: list[_Row]) -> list[int]:

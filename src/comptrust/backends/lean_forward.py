@@ -142,8 +142,19 @@ def engine_weights(model, *, lean: bool):
                 m.weight.data = m.weight.data.clone(memory_format=torch.contiguous_format)
 
 
+@dataclass
+class Pass:
+    """One forward pass: rows of token ids [b, t] at positions [b, t], the additive mask its
+    attention takes (None: causal, unpadded), and the cache whose layers store its keys/values."""
+    ids: object
+    pos: object
+    mask: object
+    cache: object
+
+
 class LeanForward:
-    """fwd(input_ids, position_ids, mask, cache, attention) -> the last position's logits [B, vocab].
+    """fwd(input_ids, position_ids, mask, cache, attention) -> the last position's logits [B, vocab];
+    fwd.run(passes, attention) runs several independent passes as one.
 
     `cache.layers[i].update(k, v)` stores and returns the layer's keys/values, `attention(q, k, v,
     mask, scaling)` attends: the same calls the model's own attention makes."""
@@ -174,27 +185,49 @@ class LeanForward:
                 att.scaling))
 
     def __call__(self, input_ids, position_ids, mask, cache, attention):
+        return self.run([Pass(input_ids, position_ids, mask, cache)], attention)[0]
+
+    def run(self, passes, attention) -> list:
+        """Independent passes as one forward: every linear layer runs once over all their tokens
+        (a short pass alone is dominated by reading the weights and by the small-M GEMM), while
+        each pass attends over its own cache with its own mask. Per-token arithmetic is the same
+        as running each pass alone. Returns each pass's last-position logits [b, vocab]."""
+        import torch
         import torch.nn.functional as F
 
-        h = self.embed(input_ids)
-        b, t, _ = h.shape
-        cos, sin = self.rotary(h, position_ids)
+        shapes = [tuple(p.ids.shape) for p in passes]
+        offs = [0]
+        for b, t in shapes:
+            offs.append(offs[-1] + b * t)
+        one = len(passes) == 1
+        ids = passes[0].ids.reshape(-1) if one else torch.cat([p.ids.reshape(-1) for p in passes])
+        pos = passes[0].pos.reshape(-1) if one else torch.cat([p.pos.reshape(-1) for p in passes])
+        h = self.embed(ids)  # [tokens, hidden]
+        n = h.shape[0]
+        cos, sin = self.rotary(h[None], pos[None])
         d, nq, nkv, inter = self.head_dim, self.n_q, self.n_kv, self.inter
-        for layer, cl in zip(self.layers, cache.layers):
+        for i, layer in enumerate(self.layers):
             x = _rms_norm(layer.ln1, h)
             qkv = F.linear(x, layer.qkv, layer.qkv_b)
-            q = qkv[..., :nq].view(b, t, -1, d).transpose(1, 2)
-            k = qkv[..., nq:nq + nkv].view(b, t, -1, d).transpose(1, 2)
-            v = qkv[..., nq + nkv:].view(b, t, -1, d).transpose(1, 2)
-            q, k = self.rope(q, k, cos, sin)
-            k, v = cl.update(k, v)
-            a = attention(q, k, v, mask, layer.scaling)
-            h += F.linear(a.reshape(b, t, nq), layer.o, layer.o_b)
+            q = qkv[:, :nq].view(1, n, -1, d).transpose(1, 2)
+            k = qkv[:, nq:nq + nkv].view(1, n, -1, d).transpose(1, 2)
+            v = qkv[:, nq + nkv:].view(n, -1, d)
+            q, k = self.rope(q, k, cos, sin)  # [1, heads, tokens, d]
+            outs = []
+            for p, (b, t), o in zip(passes, shapes, offs):
+                qp = q[0, :, o:o + b * t].unflatten(1, (b, t)).transpose(0, 1)  # [b, heads, t, d]
+                kp = k[0, :, o:o + b * t].unflatten(1, (b, t)).transpose(0, 1)
+                vp = v[o:o + b * t].view(b, t, -1, d).transpose(1, 2)
+                kp, vp = p.cache.layers[i].update(kp, vp)
+                outs.append(attention(qp, kp, vp, p.mask, layer.scaling).reshape(b * t, nq))
+            h += F.linear(outs[0] if one else torch.cat(outs), layer.o, layer.o_b)
             x = _rms_norm(layer.ln2, h)
             gu = F.linear(x, layer.gu, layer.gu_b)
-            act = F.silu(gu[..., :inter], inplace=True).mul_(gu[..., inter:])  # in the gate's columns
+            act = F.silu(gu[:, :inter], inplace=True).mul_(gu[:, inter:])  # in the gate's columns
             h += F.linear(act, layer.down, layer.down_b)
-        return F.linear(_rms_norm(self.norm, h[:, -1]), self.lm_w, self.lm_b)
+        last = torch.cat([torch.arange(o + t - 1, o + b * t, t, device=h.device) for (b, t), o in zip(shapes, offs)])
+        logits = F.linear(_rms_norm(self.norm, h[last]), self.lm_w, self.lm_b)
+        return list(logits.split([b for b, _ in shapes]))
 
 
 def _rms_norm(mod, x):
