@@ -8,6 +8,9 @@
   programme cuts the sorted list into groups that share a token prefix (system prompt, task text,
   few-shot demonstrations); a group's prefix is prefilled once (batch 1) and broadcast into the
   KV rows of every member, then the members' suffixes are prefilled together.
+- **Prefill passes together**: the groups of the buckets admitted at one time make their passes
+  in shared forwards (LeanForward.run: one GEMM per projection over every pass's tokens, attention
+  per pass), in waves that keep the store's reuse what it is with groups one at a time.
 - **Continuous decoding**: buckets of similar-length prompts (each with its own preallocated KV
   buffer) decode together, one forward per step over every active row, each bucket attending over
   its own buffer; a finished bucket's room is refilled by the next prefill.

@@ -100,9 +100,10 @@ def _fuse(mods, cpu_layout: bool):
 @contextlib.contextmanager
 def engine_weights(model, *, lean: bool):
     """While the engine runs: on CPU every linear weight [out, in] is held in [in, out] storage
-    (same values, same shape, transposed strides; MKL's small-M GEMM is much faster on it:
-    measured on 2 cores, the decoder's 7 projections x 30 layers at M=16 rows take 54 ms against
-    75 ms in the checkpoint's layout), and with `lean` (where lean_supported) q/k/v and gate/up are
+    (same values, same shape, transposed strides; on the AVX2 machine it was measured on, MKL's
+    small-M GEMM is much faster on it: the decoder's 7 projections x 30 layers at M=16 rows take
+    54 ms against 75 ms in the checkpoint's layout; on an AVX-512 one it was 6% slower at 48 rows
+    and 9% faster at 512, docs/engine.md), and with `lean` (where lean_supported) q/k/v and gate/up are
     each fused into one tensor the module weights are views of. Yields a LeanForward, or None when
     the model runs its own forward. On exit every weight is a contiguous tensor of its own again
     (other code, e.g. saving a checkpoint, expects that); the weights are never held twice, but
