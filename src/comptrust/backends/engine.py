@@ -164,12 +164,16 @@ class PrefixStore:
         _, k, v = self.entries[hit]
         return best, k, v
 
+    def keeps(self, n: int) -> bool:
+        """Whether add() stores a prefix of n tokens."""
+        return self.min_tokens <= n <= self.max_tokens
+
     def add(self, tokens: Sequence[int], keys: list, values: list) -> None:
         """Store the KV of `tokens` (per layer [1, kv heads, len(tokens), head dim], cloned here)."""
         import numpy as np
 
         n = len(tokens)
-        if n < self.min_tokens or n > self.max_tokens:
+        if not self.keeps(n):
             return
         while self.tokens + n > self.max_tokens:
             _, (t, _, _) = self.entries.popitem(last=False)
@@ -599,7 +603,8 @@ class Engine:
         makes its passes (prefix, then suffix) in the same forwards as the others (_run_passes),
         so the many short passes of a bucket cost a few wide GEMMs. A group whose prefix is being
         computed by an earlier group of the wave (what it would find in the store had that group
-        finished) starts the next wave, so reuse is what running the groups one by one gives."""
+        finished) starts the next wave, so the store serves at least what it serves with the groups
+        run one by one (more only where, one by one, an entry would be evicted in between)."""
         import torch
 
         dev = self.device
@@ -628,7 +633,9 @@ class Engine:
                 self._prefill_wave(wave, ids, samples)
                 wave, computing = [], []
             wave.append(job)
-            computing.append(lead[:g.prefix_len or len(lead)])
+            stored = lead[:g.prefix_len or len(lead)]
+            if self.store.keeps(len(stored)):  # a prefix the store will not keep makes no one wait
+                computing.append(stored)
         self._prefill_wave(wave, ids, samples)
         return [self._bucket_of(fill) for fill in fills]
 
