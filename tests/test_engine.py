@@ -299,3 +299,29 @@ def test_groups_prefilled_together_keep_the_reuse_of_one_by_one(backend, prompts
     assert together == alone == {k: v[0] for k, v in ref.items()}
     assert eng.store.hit_tokens == one.store.hit_tokens > 0
     assert eng.prefill_tokens_run == one.prefill_tokens_run
+
+
+@pytest.mark.parametrize("kernel_gqa", [True, False])
+def test_masked_grouped_query_attention_matches_repeated_heads(kernel_gqa, monkeypatch):
+    """Both ways the engine attends a masked pass of several queries over grouped-query heads (sdpa's
+    own grouped-query path, or the heads folded into the query length with the mask repeated)
+    give the attention of the key/value heads repeated to every query head, under a causal,
+    left-padded mask with the queries the last keys; the output is [B, q, heads, d]."""
+    import torch
+
+    from comptrust.backends import engine as E
+
+    monkeypatch.setattr(E, "KERNEL_GQA_DEVICES", frozenset({"cpu"}) if kernel_gqa else frozenset())
+    g = torch.Generator().manual_seed(3)
+    b, h, hkv, q, k, d = 2, 6, 2, 5, 9, 8
+    query = torch.randn(b, q, h, d, generator=g).transpose(1, 2)  # strided, as LeanForward passes it
+    key, value = torch.randn(b, hkv, k, d, generator=g), torch.randn(b, hkv, k, d, generator=g)
+    allowed = E._causal_tail(k - q, k, "cpu")[None, None].repeat(b, 1, 1, 1)
+    allowed[1, ..., :3] = False  # row 1 is left-padded by 3 columns
+    mask = E._bias(allowed, torch.float32)
+    got = E._gqa_attention(None, query, key, value, mask, scaling=0.3)[0]
+    rep = h // hkv
+    want = torch.nn.functional.scaled_dot_product_attention(
+        query, key.repeat_interleave(rep, 1), value.repeat_interleave(rep, 1), attn_mask=mask, scale=0.3)
+    assert got.shape == (b, q, h, d)
+    torch.testing.assert_close(got, want.transpose(1, 2), rtol=1e-5, atol=1e-6)

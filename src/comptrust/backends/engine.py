@@ -47,6 +47,12 @@ MIN_REUSE_TOKENS = 16  # a stored prefix shorter than this is not worth a copy
 # the bytes it saves (measured on 2 cores: 16 rows x 170 shared columns gain nothing, 64 x 170
 # save a quarter of the step's attention time, 48 x 300 three fifths)
 CASCADE_MIN_SAVED = 4096
+# devices where a masked pass of several queries uses sdpa's own grouped-query path: on CPU,
+# folding the heads into the query length instead copies the mask once per query head (2 rows x
+# 256 queries x 1024 keys: 6 MB a layer); outputs are bit-identical in every shape measured, and
+# on the limit-8 slice of benchmarks/eval_throughput.py the prefill attention took 4.01 s against
+# 4.27 s. Not on GPUs: no run there measured which kernel sdpa picks for it.
+KERNEL_GQA_DEVICES = frozenset({"cpu"})
 
 
 # -- grouping (pure) -----------------------------------------------------------------------------
@@ -202,7 +208,8 @@ def _causal_tail(start: int, n: int, device):
 
 
 def _gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """sdpa with grouped-query heads folded into the query length (no repeat_kv copy of the cache).
+    """sdpa over grouped-query heads without a repeat_kv copy of the cache: the heads folded into
+    the query length, or for a masked multi-query pass on CPU the kernel's own grouped-query path.
 
     query [B, H, q, d], key/value [B, Hkv, k, d], mask [B|1, 1, q, k] additive (0 = attend, -inf
     = not; see _bias)."""
@@ -228,11 +235,14 @@ def _gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scali
                                attention_mask[..., a:a + PREFILL_CHUNK, :k0 + a + PREFILL_CHUNK], scaling=scaling)[0]
                 for a in range(0, q, PREFILL_CHUNK)]
         return torch.cat(outs, dim=1), None
-    if rep > 1:
-        query = query.reshape(b, hkv, rep * q, d)  # heads are grouped contiguously by kv head
-        if attention_mask is not None and q > 1:
-            m = attention_mask
-            attention_mask = m.unsqueeze(2).expand(m.shape[0], 1, rep, q, m.shape[-1]).reshape(m.shape[0], 1, rep * q, m.shape[-1])
+    if q > 1 and query.device.type in KERNEL_GQA_DEVICES:
+        out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                               scale=scaling, enable_gqa=rep > 1)
+        return out.transpose(1, 2).contiguous(), None
+    query = query.reshape(b, hkv, rep * q, d)  # heads are grouped contiguously by kv head
+    if q > 1:
+        m = attention_mask
+        attention_mask = m.unsqueeze(2).expand(m.shape[0], 1, rep, q, m.shape[-1]).reshape(m.shape[0], 1, rep * q, m.shape[-1])
     out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling)
     out = out.reshape(b, h, q, d).transpose(1, 2).contiguous()
     return out, None
