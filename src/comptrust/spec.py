@@ -24,6 +24,7 @@ from typing import Any, Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .backends.base import DEFAULT_BATCH_SIZE
 from .errors import ComptrustError, ModelRefError
 
 BUILTIN_DIR = Path(__file__).parent / "specs"
@@ -119,7 +120,7 @@ class SweepSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     # protocol preset (comptrust/protocol.py); `options` override its switches
     protocol: Literal["paper", "dt-main", "comptrust"] = "paper"
-    batch_size: int = Field(default=64, ge=1)  # HF engine: rows decoding at once (docs/engine.md)
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1)  # HF engine: rows decoding at once (docs/engine.md)
     on_bad_row: Literal["fail", "skip"] = "fail"
     device: str | None = None  # cpu | cuda; default: cuda when available
     # torch intra-op threads while a variant is built here (None: torch's default). A build

@@ -10,6 +10,14 @@ from ..errors import ConfigError
 from ..types import GenParams, Message
 
 BACKEND_NAMES = ("hf", "vllm", "openai")
+# HF engine: rows decoding at once (its KV memory is bounded apart, by max_kv_bytes); generate
+# path and endpoints: requests per batch. 128 rather than 64: wider decode GEMMs. Measured on
+# 2026-12-02 (docs/engine.md), same process: a decode-heavy slice (stereotype + privacy, 400
+# samples) took 154 s at 64 rows and 138 s at 128; the limit-8 slice of
+# benchmarks/eval_throughput.py, 3 interleaved runs each, 49.6 s against 46.5 s (medians).
+# 256 rows (with a 4 GiB KV budget) took 129 s on the first slice but gave no gain on the whole
+# quick profile (16 min 16 s against 16 min 11 s), so the KV budget stays at 2 GiB
+DEFAULT_BATCH_SIZE = 128
 
 
 def check_backend_name(name: str, what: str = "backend") -> str:

@@ -24,7 +24,7 @@ from typing import Iterator
 from ..errors import BackendError
 from ..models.resolve import ResolvedModel, default_device, load_model_and_tokenizer
 from ..types import GenParams
-from .base import GenItem, GenOut, LoglikItem, finished_text
+from .base import DEFAULT_BATCH_SIZE, GenItem, GenOut, LoglikItem, finished_text
 
 
 def _row_sampler_cls():
@@ -70,7 +70,7 @@ class HFBackend:
         *,
         device: str | None = None,
         dtype: str | None = None,
-        batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         max_batch_tokens: int = 16384,
         engine: str = "reuse",
     ):

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..backends.base import DEFAULT_BATCH_SIZE
 from ..errors import ConfigError
 from ..models.resolve import DEFAULT_MODEL
 
@@ -73,7 +74,7 @@ def register(app: typer.Typer) -> None:
         gen_seed: int = typer.Option(0, "--gen-seed", help="generation seed for sampling at t>0 (the same for every model: a dense re-run with another --gen-seed is the noise floor)"),
         option: list[str] = typer.Option([], "--option", help="perspective switch key=value (repeatable)"),
         on_bad_row: str = typer.Option("fail", "--on-bad-row", help="fail | skip (skipped rows are counted in results.json)"),
-        batch_size: int = typer.Option(64, "--batch-size", min=1, help="HF engine: rows decoding at once (lower it if memory is short); generate path and endpoints: requests per batch"),
+        batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="HF engine: rows decoding at once (lower it if memory is short); generate path and endpoints: requests per batch"),
         device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
         chat_template: Optional[str] = typer.Option(None, "--chat-template", help="tokenizer | llama-2 | vicuna_v1.1 | plain | dt-fastchat[:llama-2|vicuna_v1.1|redpajama-incite-instruct] (default: the protocol's rendering)"),
         protocol: str = typer.Option("paper", "--protocol", help="paper (the authors' runs) | dt-main (DecodingTrust main) | comptrust (this project's fixes); --option overrides single switches (docs/protocols.md)"),

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from ..backends.base import BACKEND_NAMES, check_backend_name
+from ..backends.base import BACKEND_NAMES, DEFAULT_BATCH_SIZE, check_backend_name
 from ..data.source import DataSource
 from ..errors import ConfigError
 from ..models.chat import ChatFormatter, check_chat_template
@@ -58,7 +58,7 @@ class EvalConfig(BaseModel):
     on_bad_row: str = "fail"
     device: str | None = None
     dtype: str | None = None
-    batch_size: int = Field(default=64, ge=1)  # HF engine: rows decoding at once (docs/engine.md)
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1)  # HF engine: rows decoding at once (docs/engine.md)
     chat_template: str | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False  # pickle (.bin/.pt) checkpoints can run code when loaded
