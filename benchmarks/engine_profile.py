@@ -43,7 +43,7 @@ def main() -> None:
         plan = build_plan(cfg)
         units = [u for us in plan.units.values() for u in us if not u.request.choices]
         items = [GenItem(u.key, u.prompt, u.request.params, u.sample_idx, getattr(u, "seed", 0), u.request.messages) for u in units]
-        backend = backend or HFBackend(plan.resolved, batch_size=64)
+        backend = backend or HFBackend(plan.resolved)  # eval's default rows
         t0 = time.perf_counter()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             outs = [o for b in backend.generate(items) for o in b]

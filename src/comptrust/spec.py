@@ -24,6 +24,7 @@ from typing import Any, Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .backends.base import BACKEND_NAMES as BACKENDS  # noqa: F401  (the one list)
 from .backends.base import DEFAULT_BATCH_SIZE
 from .errors import ComptrustError, ModelRefError
 
@@ -276,9 +277,6 @@ def expand_variant(v: VariantEntry) -> list[tuple[str, Any]]:
                                awq_n_grid=v.awq_n_grid)
         out.append((f"{v.name}-s{seed}" if len(v.seeds) > 1 else v.name, cs))
     return out
-
-
-from .backends.base import BACKEND_NAMES as BACKENDS  # noqa: E402  (the one list)
 
 
 def backend_fit_errors(spec: SweepSpec) -> list[tuple[Loc, str]]:
