@@ -3,6 +3,7 @@ it must answer exactly what transformers' generate answers one prompt at a time,
 not depend on which other requests share its batch or its prefix."""
 
 import pytest
+import torch
 
 from comptrust.backends.base import GenItem
 from comptrust.backends.engine import plan_groups
@@ -248,9 +249,10 @@ def test_groups_put_apart_reuse_the_store_and_answer_as_generate(backend, prompt
     assert off.store.hit_tokens == 0 and off.prefill_tokens_run == eng.prefill_tokens_run + eng.store.hit_tokens
 
 
-def test_cascade_decode_attention_answers_as_generate(backend, prompts, monkeypatch):
-    """With the threshold at 1, every bucket whose rows share a prefix (the chat prompts' system
-    prompt, a prompt's samples) attends to it once per unit and merges by log-sum-exp; greedy
+def test_split_decode_attention_answers_as_generate(backend, prompts, monkeypatch):
+    """With the threshold at 1, every bucket splits its decode attention by who holds the same KV
+    (a group's prefix once per unit, a prompt once for its samples, each row's generated columns)
+    and merges by log-sum-exp: each call equals plain attention over the row's own columns, greedy
     answers stay those of generate one prompt at a time, sampled ones those of the plain path."""
     from comptrust.backends import engine as E
 
@@ -258,16 +260,34 @@ def test_cascade_decode_attention_answers_as_generate(backend, prompts, monkeypa
     sampled = [GenItem("t" + it.key, it.prompt, it.params, it.sample_idx, it.seed)
                for it in _items(prompts, GenParams(max_new_tokens=9, temperature=1.0), n=3, seed0=7)]
     ref = _run(backend, greedy, engine="generate", rows=1)
+    monkeypatch.setattr(E, "SPLIT_MIN_SAVED", 10 ** 9)
     plain = _run(backend, sampled, rows=64)
-    monkeypatch.setattr(E, "CASCADE_MIN_SAVED", 1)
+    monkeypatch.setattr(E, "SPLIT_MIN_SAVED", 1)
     eng = E.Engine(backend.model, backend.tokenizer, backend.eos_ids, device=backend.device, max_rows=64)
     seen = []
-    orig = E._cascade_attention
-    monkeypatch.setattr(E, "_cascade_attention", lambda q, bk, layer, sc: (seen.append(len(bk.unit_rows)), orig(q, bk, layer, sc))[1])
+    orig = E._split_attention
+
+    def checked(q, bk, layer, sc):
+        out = orig(q, bk, layer, sc)
+        n = bk.n + 1
+        want = E._gqa_attention(None, q, bk.kb[layer][:, :, :n], bk.vb[layer][:, :, :n], bk.bias[..., :n], scaling=sc)[0]
+        torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+        seen.append((len(bk.unit_rows), max(s for _, _, s in bk.share)))
+        return out
+
+    monkeypatch.setattr(E, "_split_attention", checked)
     got = {o.key: (o.text, o.n_tokens) for batch in eng.generate(greedy + sampled) for o in batch}
-    assert seen and max(seen) >= 1
+    # units and samples (a greedy item and the 3 draws of one prompt share it: 4 rows) both split
+    assert max(u for u, _ in seen) >= 1 and max(s for _, s in seen) >= 3
     assert {k: got[k][0] for k in ref} == {k: v[0] for k, v in ref.items()}
     assert {k: got[k] for k in plain} == plain
+
+
+def test_share_runs_cut_rows_into_prompts_of_equal_samples():
+    from comptrust.backends.engine import share_runs
+
+    assert share_runs([4, 4, 4, 7, 7, 7, 2, 9, 9, 5, 5]) == [(0, 2, 3), (6, 1, 1), (7, 2, 2)]
+    assert share_runs([1]) == [(0, 1, 1)]
 
 
 def test_groups_prefilled_together_keep_the_reuse_of_one_by_one(backend, prompts, monkeypatch):

@@ -20,8 +20,9 @@ from typing import Any, Callable
 
 CALIBRATION_DIMS = ["advglue", "adv_demonstration", "fairness", "machine_ethics", "ood", "privacy", "stereotype", "toxicity"]
 # bump when the calibration workload or the engine changes what it measures
-# (2: prefix store, cascade attention; 3: lean forward, additive masks)
-VERSION = 3
+# (2: prefix store, cascade attention; 3: lean forward, additive masks; 4: 128 rows, split decode
+# attention)
+VERSION = 4
 
 
 def unit_seed(u) -> int:

@@ -13,7 +13,9 @@
   per pass), in waves that keep the store's reuse what it is with groups one at a time.
 - **Continuous decoding**: buckets of similar-length prompts (each with its own preallocated KV
   buffer) decode together, one forward per step over every active row, each bucket attending over
-  its own buffer; a finished bucket's room is refilled by the next prefill.
+  its own buffer; a finished bucket's room is refilled by the next prefill. On CPU a bucket's
+  decode attention reads KV that several rows hold once (a group's prefix, a prompt for its
+  samples) and merges the parts by log-sum-exp.
 - **No waste in the loop**: no per-step torch.cat over the whole cache, attention sees
   grouped-query heads without repeat_kv copies, only the last position's logits are computed,
   finished rows are dropped from their bucket, stop strings are checked on a short token tail,
@@ -42,11 +44,12 @@ ATTN_NAME = "comptrust_gqa"
 GROUP_OVERHEAD_TOKENS = 8  # a forward pass's fixed cost, in prompt-token equivalents, for grouping
 PREFILL_CHUNK = 256  # queries per attention call in a long masked prefill pass
 MIN_REUSE_TOKENS = 16  # a stored prefix shorter than this is not worth a copy
-# a decode bucket's rows attend to a prefix they share once (cascade) when that saves reading at
-# least this many KV columns x rows a layer; below it, the extra attention call costs more than
-# the bytes it saves (measured on 2 cores: 16 rows x 170 shared columns gain nothing, 64 x 170
+# decode attention splits a bucket by who holds the same KV (_split_attention: a group's prompts
+# share its prefix, a prompt's samples the rest of the prompt) where each extra attention call
+# this adds saves reading at least this many KV columns x rows a layer; below it the call costs
+# more than the bytes (measured on 2 cores: 16 rows x 170 shared columns gain nothing, 64 x 170
 # save a quarter of the step's attention time, 48 x 300 three fifths)
-CASCADE_MIN_SAVED = 4096
+SPLIT_MIN_SAVED = 256
 # devices where a masked pass of several queries uses sdpa's own grouped-query path: on CPU,
 # folding the heads into the query length instead copies the mask once per query head (2 rows x
 # 256 queries x 1024 keys: 6 MB a layer); outputs are bit-identical in every shape measured, and
@@ -293,13 +296,36 @@ def _kv_shape(model) -> tuple[int, int, int]:
     return cfg.num_hidden_layers, kv, hd
 
 
-def _cascade_attention(query, bk, layer: int, scaling):
-    """Decode attention of one bucket whose rows share prefixes (CPU): each unit's queries attend
-    to its shared columns once, read from one row, as one [1, kv heads, rows x rep, d] call; every
-    row then attends to the rest of its own columns; the two softmax parts are merged by their
-    log-sum-exp. The same attention up to float rounding, reading the shared KV once instead of
-    once per row (decode attention is bound by memory bandwidth). query [rows, heads, 1, d];
-    returns [rows, 1, heads, d]."""
+def share_runs(srcs: Sequence[int]) -> list[tuple[int, int, int]]:
+    """The runs (a, P, s) of a bucket's active rows: rows a..a + P*s - 1 are P prompts with s rows
+    each (a prompt's samples are contiguous rows). srcs: each active row's prompt."""
+    counts = [len(list(g)) for _, g in itertools.groupby(srcs)]
+    runs, a = [], 0
+    for s, g in itertools.groupby(counts):
+        n_p = len(list(g))
+        runs.append((a, n_p, s))
+        a += n_p * s
+    return runs
+
+
+def _merge(out, lse, o, lo) -> None:
+    """Fold the softmax part (o, lo) into (out, lse) in place: weights e^lse and e^lo."""
+    import torch
+
+    w = torch.sigmoid(lo - lse)
+    out.lerp_(o, w.unsqueeze(-1))
+    lse.copy_(torch.logaddexp(lse, lo))
+
+
+def _split_attention(query, bk, layer: int, scaling):
+    """Decode attention of one bucket split by who holds the same KV (CPU), each part read once:
+    a cascade unit's rows (a group's prompts) share its prefix's columns, all queries of the unit
+    attending to them in one call from one row; a prompt's samples share the rest of the prompt's
+    columns [rest0, gen0) (P prompts x s samples as one [P, kv heads, s x rep, d] call per run of
+    equal s, read from each prompt's first row); every row attends to its own generated columns
+    [gen0, n]. The softmax parts are merged by their log-sum-exp: the same attention up to float
+    rounding, reading shared KV once instead of once per row. query [rows, heads, 1, d]; returns
+    [rows, 1, heads, d]."""
     import torch
 
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -307,20 +333,22 @@ def _cascade_attention(query, bk, layer: int, scaling):
     kb, vb = bk.kb[layer], bk.vb[layer]
     hkv = kb.shape[1]
     rep = h // hkv
+    g0, n, c = bk.gen0, bk.n + 1, bk.rest0
     q = query.reshape(k, hkv, rep, d)
-    a0, n = bk.rest0, bk.n + 1
-    out, lse = flash(q, kb[:, :, a0:n], vb[:, :, a0:n], 0.0, False, attn_mask=bk.rest_bias[..., a0:n], scale=scaling)
+    out, lse = flash(q, kb[:, :, g0:n], vb[:, :, g0:n], 0.0, False, scale=scaling)  # generated: all valid
     out = out.contiguous()
+    for a, n_p, s in bk.share:
+        b = a + n_p * s
+        qs = q[a:b].view(n_p, s, hkv, rep, d).transpose(1, 2).reshape(n_p, hkv, s * rep, d)
+        o, lo = flash(qs, kb[a:b:s, :, c:g0], vb[a:b:s, :, c:g0], 0.0, False,
+                      attn_mask=bk.rest_bias[a:b:s, ..., c:g0], scale=scaling)
+        _merge(out[a:b], lse[a:b], o.reshape(n_p, hkv, s, rep, d).transpose(1, 2).reshape(b - a, hkv, rep, d),
+               lo.view(n_p, hkv, s, rep).transpose(1, 2).reshape(b - a, hkv, rep))
     for a, b, c0, c1 in bk.unit_rows:
         m = b - a
         qs = q[a:b].transpose(0, 1).reshape(1, hkv, m * rep, d)
-        o1, l1 = flash(qs, kb[a:a + 1, :, c0:c1], vb[a:a + 1, :, c0:c1], 0.0, False, scale=scaling)
-        o1 = o1.reshape(hkv, m, rep, d).transpose(0, 1)
-        l1 = l1.reshape(hkv, m, rep).transpose(0, 1)
-        l2 = lse[a:b]
-        top = torch.maximum(l1, l2)
-        w1, w2 = (l1 - top).exp_().unsqueeze(-1), (l2 - top).exp_().unsqueeze(-1)
-        out[a:b] = (o1 * w1 + out[a:b] * w2) / (w1 + w2)
+        o, lo = flash(qs, kb[a:a + 1, :, c0:c1], vb[a:a + 1, :, c0:c1], 0.0, False, scale=scaling)
+        _merge(out[a:b], lse[a:b], o.reshape(hkv, m, rep, d).transpose(0, 1), lo.reshape(hkv, m, rep).transpose(0, 1))
     return out.reshape(k, 1, h, d)
 
 
@@ -342,8 +370,8 @@ class _BucketKV:
         outs, r = [], 0
         for bk in self.buckets:
             k = len(bk.active)
-            if bk.units:
-                outs.append(_cascade_attention(query[r:r + k], bk, self.layer, scaling))
+            if bk.split:
+                outs.append(_split_attention(query[r:r + k], bk, self.layer, scaling))
             else:
                 outs.append(_gqa_attention(None, query[r:r + k], bk.kb[self.layer][:, :, :bk.n + 1],
                                            bk.vb[self.layer][:, :, :bk.n + 1], bk.bias[..., :bk.n + 1],
@@ -433,6 +461,7 @@ class _Row:
     prompt_len: int
     seed: int  # the sample's seed (t>0 rows draw with it, backends.sampling)
     toks: list[int]
+    src: int = -1  # the unique prompt it answers (its samples are contiguous rows of a bucket)
     done: bool = False
 
     @property
@@ -452,12 +481,26 @@ class _Bucket:
     n: int  # columns filled
     logits: object  # [len(active), vocab] each active row's next-token logits
     next_ids: list[int] | None = None
-    # cascade attention (_cascade_attention): units of rows sharing a prefix's columns [c0, c1)
+    # split attention (_split_attention), on CPU: units of rows whose prompts share a group
+    # prefix's columns [c0, c1), runs of prompts' samples, and whether the split pays
+    split: bool = False
     units: list[tuple[int, int]] = field(default_factory=list)
     row_unit: list[int] = field(default_factory=list)  # aligned with active; -1: in no unit
     unit_rows: list[tuple[int, int, int, int]] = field(default_factory=list)  # (a, b, c0, c1): active rows a..b-1
     rest_bias: object = None  # [len(active), 1, 1, cap] 0 / -inf: the columns each row reads outside its unit
     rest0: int = 0  # the first column any row reads outside its unit
+    share: list[tuple[int, int, int]] = field(default_factory=list)  # share_runs of the active rows
+    gen0: int = 0  # the first generated column (every prompt ends at gen0 - 1)
+
+    def plan_split(self) -> None:
+        """share and split for the active rows: split where the columns it saves reading (a unit's
+        prefix once instead of once per prompt, a prompt once instead of once per sample) reach
+        SPLIT_MIN_SAVED per extra attention call."""
+        self.share = share_runs([self.rows[a].src for a in self.active])
+        saved = sum(n_p * (s - 1) for _, n_p, s in self.share) * (self.gen0 - self.rest0)
+        for a, b, c0, c1 in self.unit_rows:
+            saved += (len({self.rows[self.active[i]].src for i in range(a, b)}) - 1) * (c1 - c0)
+        self.split = saved >= SPLIT_MIN_SAVED * (len(self.share) + len(self.unit_rows))
 
     def index_units(self) -> None:
         """unit_rows from row_unit (a unit's rows stay contiguous: compaction keeps the order)."""
@@ -682,8 +725,9 @@ class Engine:
         return outs + self._lean.run(batch, _attend)
 
     def _bucket_of(self, fill: "_Fill") -> _Bucket:
-        """The decoding bucket of a prefilled _Fill: rows and first logits in group order, cascade
-        units where a group's rows share enough columns."""
+        """The decoding bucket of a prefilled _Fill: rows and first logits in group order; on CPU the
+        split of its decode attention (units where a group's prompts share enough prefix columns,
+        runs of each prompt's samples)."""
         import torch
 
         dev = self.device
@@ -693,33 +737,38 @@ class Engine:
         for logits, (c0, c1), g_rows in fill.done:
             first_logits.append(logits)
             rows += g_rows
-            n_g = len(g_rows)
-            if dev == "cpu" and (n_g - 1) * (c1 - c0) >= CASCADE_MIN_SAVED:
+            n_p = len({r.src for r in g_rows})  # a lone prompt's samples share it through share_runs
+            if dev == "cpu" and (n_p - 1) * (c1 - c0) >= SPLIT_MIN_SAVED:
                 units.append((c0, c1))
-                row_unit += [len(units) - 1] * n_g
+                row_unit += [len(units) - 1] * len(g_rows)
             else:
-                row_unit += [-1] * n_g
+                row_unit += [-1] * len(g_rows)
         valid, longest = fill.valid, fill.longest
         pos = torch.tensor([r.prompt_len for r in rows], dtype=torch.long, device=dev)
         valid[:, longest:] = True  # generated columns: each is filled before it is read
         bk = _Bucket(rows, list(range(len(rows))), fill.kb, fill.vb, _bias(valid[:, None, None, :], self.dtype), pos,
                      longest, torch.cat(first_logits))
-        if units:
-            rest = valid.clone()
-            for i, u in enumerate(row_unit):
-                if u >= 0:
-                    rest[i, units[u][0]:units[u][1]] = False
-            bk.units, bk.row_unit, bk.rest0 = units, row_unit, int(rest.any(0).nonzero()[0])
-            bk.rest_bias = _bias(rest[:, None, None, :], self.dtype)
-            bk.index_units()
+        if dev == "cpu":
+            rest = valid
+            if units:
+                rest = valid.clone()
+                for i, u in enumerate(row_unit):
+                    if u >= 0:
+                        rest[i, units[u][0]:units[u][1]] = False
+                bk.units, bk.row_unit = units, row_unit
+                bk.index_units()
+            bk.rest_bias = _bias(rest[:, None, None, :], self.dtype) if units else bk.bias
+            bk.rest0, bk.gen0 = int(rest[:, :longest].any(0).nonzero()[0]), longest
+            bk.plan_split()
         return bk
 
     def _prefill_group(self, g: PrefillGroup, ids, samples, kb, vb, valid, r0: int, longest: int):
         """Prefill one group into rows r0.. of the bucket's buffers: a generator that yields its
         passes (Pass; the prefix's, then the suffixes') and is sent each one's logits. Returns the
         rows' first logits, the columns [c0, c1) in which every row of the group holds the same KV
-        (its prefix, or the whole prompt of a lone prompt's samples: what the store keeps and what
-        cascade attention reads once), and the group's rows."""
+        (its prefix, or the whole prompt of a lone prompt's samples: what the store keeps; a
+        prefix shared by several prompts is what a split attention unit reads once), and the
+        group's rows."""
         import torch
 
         dev = self.device
@@ -785,7 +834,7 @@ class Engine:
                     for buf in (*kb, *vb):
                         buf[a + 1:a + k, :, c0:longest] = buf[a:a + 1, :, c0:longest]
             logits = torch.repeat_interleave(logits, torch.tensor(counts, device=logits.device), dim=0)
-        rows = [_Row(it, len(ids[m]), it.seed, []) for m in members for it in samples[m]]
+        rows = [_Row(it, len(ids[m]), it.seed, [], m) for m in members for it in samples[m]]
         return logits, (c0, c0 + stored), rows
 
     @staticmethod
@@ -846,6 +895,10 @@ class Engine:
                 b.rest_bias = b.rest_bias.index_select(0, idx)
                 b.row_unit = [b.row_unit[k] for k in keep]
                 b.index_units()
+            elif b.rest_bias is not None:
+                b.rest_bias = b.bias
+            if b.gen0:  # fewer rows: the runs change, and the split may no longer pay
+                b.plan_split()
         b.next_ids = chosen
         return True
 
