@@ -80,8 +80,11 @@ def draw_tokens(logits, seeds: Sequence[int], steps: Sequence[int], temperature:
     x = logits.float().cpu() / temperature
     keys = torch.tensor([row_key(s, t) for s, t in zip(seeds, steps)], dtype=torch.long)
     if top_k and top_k < vocab:
-        vals, idx = torch.topk(x, top_k, dim=-1)  # sorted, descending
-        tied = (x >= vals[:, -1:]).sum(-1) > top_k
+        # one more than k: a logit tied with the k-th beyond it shows as the (k+1)-th (a pass
+        # over the vocabulary counting x >= k-th costs as much as the topk itself)
+        vals, idx = torch.topk(x, top_k + 1, dim=-1)  # sorted, descending
+        tied = vals[:, top_k] == vals[:, top_k - 1]
+        vals, idx = vals[:, :top_k], idx[:, :top_k]
         if bool(tied.any()):  # rare: fall back to the whole vocabulary, masked, for every row
             return _draw_full(x.masked_fill(x < vals[:, -1:], float("-inf")), keys, top_p)
         if top_p < 1.0:
