@@ -47,8 +47,9 @@ MIN_REUSE_TOKENS = 16  # a stored prefix shorter than this is not worth a copy
 # decode attention splits a bucket by who holds the same KV (_split_attention: a group's prompts
 # share its prefix, a prompt's samples the rest of the prompt) where each extra attention call
 # this adds saves reading at least this many KV columns x rows a layer; below it the call costs
-# more than the bytes (measured on 2 cores: 16 rows x 170 shared columns gain nothing, 64 x 170
-# save a quarter of the step's attention time, 48 x 300 three fifths)
+# more than the bytes (measured on 2 cores, stereotype --limit 48: at 256 decode attention took
+# 10.5 s against 13.9 s unsplit, at 1,024 it kept half that gain, at 2,048 none; at 1 the limit-8
+# slice of all 8 dimensions spent ~45% more on attention)
 SPLIT_MIN_SAVED = 256
 # devices where a masked pass of several queries uses sdpa's own grouped-query path: on CPU,
 # folding the heads into the query length instead copies the mask once per query head (2 rows x
