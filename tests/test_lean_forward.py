@@ -58,19 +58,62 @@ def test_lean_forward_matches_the_models_forward(kind, kw):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()
 
 
-def test_checkpoint_weights_are_restored_after_the_engine():
+@pytest.mark.parametrize("pack", [False, True])
+def test_checkpoint_weights_are_restored_after_the_engine(pack):
+    from comptrust.backends.lean_forward import packed_linear_works
+
+    if pack and not packed_linear_works():
+        pytest.skip("this torch build has no oneDNN linear on packed weights")
     model = _model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    with engine_weights(model, lean=True) as fwd:
+    with engine_weights(model, lean=True, pack=pack) as fwd:
         att = model.model.layers[0].self_attn
-        # q, k and v are views of one fused tensor while the engine runs
-        assert att.q_proj.weight.untyped_storage().data_ptr() == att.v_proj.weight.untyped_storage().data_ptr()
         assert fwd is not None
+        if pack:  # the packed copies replace the decoder's weights, which hold no memory meanwhile
+            assert fwd.layers[0].qkv.is_mkldnn and fwd.lm_w.is_mkldnn
+            for m in (att.q_proj, att.o_proj, model.model.layers[1].mlp.down_proj):
+                assert m.weight.untyped_storage().nbytes() == 4, m
+            assert model.lm_head.weight.untyped_storage().nbytes() == model.lm_head.weight.numel() * 4
+        else:  # q, k and v are views of one fused tensor while the engine runs
+            assert att.q_proj.weight.untyped_storage().data_ptr() == att.v_proj.weight.untyped_storage().data_ptr()
     att = model.model.layers[0].self_attn
     assert att.q_proj.weight.untyped_storage().data_ptr() != att.v_proj.weight.untyped_storage().data_ptr()
     for n, p in model.named_parameters():
         assert p.is_contiguous(), n
+        assert p.untyped_storage().nbytes() == p.numel() * 4, n
         assert torch.equal(p, before[n]), n
+
+
+def test_weights_come_back_when_the_engine_fails_midway():
+    """An error while the engine runs (here: packing stops halfway) leaves the checkpoint's
+    weights as they were."""
+    from comptrust.backends import lean_forward as LF
+
+    if not LF.packed_linear_works():
+        pytest.skip("this torch build has no oneDNN linear on packed weights")
+    model = _model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    real, calls = torch.ops.mkldnn._reorder_linear_weight, []
+
+    def flaky(w):
+        calls.append(1)
+        if len(calls) == 5:  # the second layer's q/k/v, after the first layer's are released
+            raise RuntimeError("out of memory")
+        return real(w)
+
+    class Ops:
+        _reorder_linear_weight = staticmethod(flaky)
+
+    orig = torch.ops.mkldnn
+    with pytest.raises(RuntimeError, match="out of memory"):
+        try:
+            torch.ops.mkldnn = Ops
+            with engine_weights(model, lean=True):
+                pass
+        finally:
+            torch.ops.mkldnn = orig
+    for n, p in model.named_parameters():
+        assert p.is_contiguous() and torch.equal(p, before[n]), n
 
 
 def _hooked(model):

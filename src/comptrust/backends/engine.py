@@ -545,7 +545,7 @@ class Engine:
 
     def __init__(self, model, tokenizer, eos_ids: Sequence[int], *, device: str, max_rows: int = 64,
                  bucket_rows: int = 16, max_kv_bytes: int = 2 << 30, max_prefill_tokens: int = 8192,
-                 max_store_bytes: int = 512 << 20, lean: bool = True):
+                 max_store_bytes: int = 512 << 20, lean: bool = True, pack: bool = True):
         import torch
 
         _register_attention()
@@ -566,6 +566,7 @@ class Engine:
         self.max_store_tokens = max(0, max_store_bytes // self.bytes_per_token_row)
         self.store = PrefixStore(self.max_store_tokens)
         self.lean = lean  # LeanForward where lean_supported, else the model's own forward
+        self.pack = pack  # LeanForward's linears on oneDNN-prepacked weights where it can (engine_weights)
         self._lean: LeanForward | None = None
 
     def generate(self, items: list[GenItem]) -> Iterator[list[GenOut]]:
@@ -577,7 +578,7 @@ class Engine:
         if not texts:
             return
         self.store = PrefixStore(self.max_store_tokens)  # prefixes are shared within one call
-        with engine_weights(self.model, lean=self.lean) as self._lean:
+        with engine_weights(self.model, lean=self.lean, pack=self.pack) as self._lean:
             try:
                 yield from self._generate(texts, uniq)
             finally:

@@ -18,6 +18,7 @@ back to transformers), SiLU-gated MLP, no module hooks. Anything else runs trans
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from dataclasses import dataclass
 
@@ -97,31 +98,69 @@ def _fuse(mods, cpu_layout: bool):
     return w
 
 
-@contextlib.contextmanager
-def engine_weights(model, *, lean: bool):
-    """While the engine runs: on CPU every linear weight [out, in] is held in [in, out] storage
-    (same values, same shape, transposed strides; on the AVX2 machine it was measured on, MKL's
-    small-M GEMM is much faster on it: the decoder's 7 projections x 30 layers at M=16 rows take
-    54 ms against 75 ms in the checkpoint's layout; on an AVX-512 one it was 6% slower at 48 rows
-    and 9% faster at 512, docs/engine.md), and with `lean` (where lean_supported) q/k/v and gate/up are
-    each fused into one tensor the module weights are views of. Yields a LeanForward, or None when
-    the model runs its own forward. On exit every weight is a contiguous tensor of its own again
-    (other code, e.g. saving a checkpoint, expects that); the weights are never held twice, but
-    for one fused tensor while it is split back."""
+@functools.cache
+def packed_linear_works() -> bool:
+    """Whether this torch build runs oneDNN's linear on prepacked fp32 weights (x86 builds with
+    MKL-DNN do), checked once on a small case against F.linear."""
     import torch
 
-    cpu = next(model.parameters()).device.type == "cpu"
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        w, b, x = torch.randn(24, 16), torch.randn(24), torch.randn(3, 16)
+        got = _packed_linear(x, torch.ops.mkldnn._reorder_linear_weight(w), b)
+        return bool(torch.allclose(got, torch.nn.functional.linear(x, w, b), atol=1e-4, rtol=1e-4))
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+
+
+def _packed_linear(x, w, b):
+    """F.linear(x, W, b) where w is W prepacked by oneDNN (torch.ops.mkldnn._reorder_linear_weight)."""
+    import torch
+
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+
+def _release(t):
+    """A tensor of t's shape and dtype that holds no memory (one element, zero strides): what a
+    module's weight points at while its values live in a packed copy."""
+    import torch
+
+    return torch.zeros(1, dtype=t.dtype, device=t.device).expand(t.shape)
+
+
+@contextlib.contextmanager
+def engine_weights(model, *, lean: bool, pack: bool = True):
+    """The model's weights as the engine runs them; yields a LeanForward, or None when the model
+    runs its own forward. With `lean` (where lean_supported) q/k/v and gate/up are each fused into
+    one tensor. Then, on CPU in fp32 with `pack` (and a torch whose oneDNN runs it,
+    packed_linear_works), every projection and the output head run as oneDNN linears on weights
+    prepacked once into its blocked layout (measured on 2 AVX2 cores, the decoder's GEMMs of 30
+    layers: 68 against 126 ms at 16 rows, 160 against 228 at 64, 859 against 1002 at 512; the head
+    at 48 rows 31 against 64 ms; docs/engine.md). The packed copy replaces the decoder's weights,
+    which hold no memory meanwhile (_release) and are unpacked on exit, bit-exact; the head is
+    packed beside its own weight, which the input embedding may share. Otherwise, on CPU every
+    linear weight [out, in] is held in [in, out] storage (same values and shape, transposed
+    strides: MKL's small-M GEMM was faster on it on an AVX2 machine, 54 against 75 ms at 16 rows,
+    and 6% slower at 48 rows on an AVX-512 one). On exit every weight is a contiguous tensor of its
+    own again (other code, e.g. saving a checkpoint, expects that); the decoder's weights are never
+    held twice, but for one fused tensor while it is split back."""
+    import torch
+
+    first = next(model.parameters())
+    cpu = first.device.type == "cpu"
     use_lean = lean and lean_supported(model)
+    packing = use_lean and pack and cpu and first.dtype == torch.float32 and packed_linear_works()
     groups: list[tuple] = []  # modules whose weights share one fused tensor
     fused: list[tuple[object, object]] = []  # per layer (qkv, gate_up)
     if use_lean:
         for layer in model.model.layers:
             att, mlp = layer.self_attn, layer.mlp
             groups += [(att.q_proj, att.k_proj, att.v_proj), (mlp.gate_proj, mlp.up_proj)]
-            fused.append((_fuse(groups[-2], cpu), _fuse(groups[-1], cpu)))
+            fused.append((_fuse(groups[-2], cpu and not packing), _fuse(groups[-1], cpu and not packing)))
     done = {id(m.weight) for g in groups for m in g}
     moved = []  # weights held transposed
-    if cpu:
+    if cpu and not packing:
         for mod in model.modules():
             w = getattr(mod, "weight", None)
             if isinstance(mod, torch.nn.Linear) and w is not None and id(w) not in done and w.dim() == 2 \
@@ -131,11 +170,22 @@ def engine_weights(model, *, lean: bool):
                 w.data = w.data.t().contiguous().t()
     fwd = LeanForward(model, fused) if use_lean else None
     del fused
+    unpack: list[tuple[tuple, object]] = []  # (modules sharing one packed weight, the packed weight)
     try:
+        if packing:
+            fwd.pack(model, unpack)
         yield fwd
     finally:
         if fwd is not None:
             fwd.layers.clear()  # drop its references, so a fused tensor goes once split back
+            fwd.lm_w = None
+        for mods, packed in unpack:  # the decoder's weights back from their packed copies
+            w = packed.to_dense()
+            r = 0
+            for m in mods:
+                n = m.weight.shape[0]
+                m.weight.data = w[r:r + n]
+                r += n
         for w in moved:
             w.data = w.data.contiguous()
         for g in groups:
@@ -161,6 +211,8 @@ class LeanForward:
     mask, scaling)` attends: the same calls the model's own attention makes."""
 
     def __init__(self, model, fused):
+        import torch
+
         base = model.model
         self.embed = base.embed_tokens
         self.rotary = base.rotary_emb
@@ -184,6 +236,27 @@ class LeanForward:
                 layer.post_attention_layernorm,
                 gu, gu_b, mlp.down_proj.weight, mlp.down_proj.bias,
                 att.scaling))
+        self.linear = torch.nn.functional.linear  # or _packed_linear, after pack()
+
+    def pack(self, model, record: list) -> None:
+        """Run every projection and the head as oneDNN linears on prepacked weights (see
+        engine_weights): each projection's packed weight replaces the dense one, whose modules then
+        hold no memory; `record` gets (modules, packed weight) as each is done, for engine_weights
+        to unpack on exit, however far this got."""
+        import torch
+
+        reorder = torch.ops.mkldnn._reorder_linear_weight
+        for lay, layer in zip(self.layers, model.model.layers):
+            att, mlp = layer.self_attn, layer.mlp
+            for name, mods in (("qkv", (att.q_proj, att.k_proj, att.v_proj)), ("o", (att.o_proj,)),
+                               ("gu", (mlp.gate_proj, mlp.up_proj)), ("down", (mlp.down_proj,))):
+                packed = reorder(getattr(lay, name))
+                record.append((mods, packed))
+                setattr(lay, name, packed)
+                for m in mods:
+                    m.weight.data = _release(m.weight)
+        self.lm_w = reorder(self.lm_w)
+        self.linear = _packed_linear
 
     def __call__(self, input_ids, position_ids, mask, cache, attention):
         return self.run([Pass(input_ids, position_ids, mask, cache)], attention)[0]
@@ -209,7 +282,7 @@ class LeanForward:
         d, nq, nkv, inter = self.head_dim, self.n_q, self.n_kv, self.inter
         for i, layer in enumerate(self.layers):
             x = _rms_norm(layer.ln1, h)
-            qkv = F.linear(x, layer.qkv, layer.qkv_b)
+            qkv = self.linear(x, layer.qkv, layer.qkv_b)
             q = qkv[:, :nq].view(1, n, -1, d).transpose(1, 2)
             k = qkv[:, nq:nq + nkv].view(1, n, -1, d).transpose(1, 2)
             v = qkv[:, nq + nkv:].view(n, -1, d)
@@ -221,13 +294,13 @@ class LeanForward:
                 vp = v[o:o + b * t].view(b, t, -1, d).transpose(1, 2)
                 kp, vp = p.cache.layers[i].update(kp, vp)
                 outs.append(attention(qp, kp, vp, p.mask, layer.scaling).reshape(b * t, nq))
-            h += F.linear(outs[0] if one else torch.cat(outs), layer.o, layer.o_b)
+            h += self.linear(outs[0] if one else torch.cat(outs), layer.o, layer.o_b)
             x = _rms_norm(layer.ln2, h)
-            gu = F.linear(x, layer.gu, layer.gu_b)
+            gu = self.linear(x, layer.gu, layer.gu_b)
             act = F.silu(gu[:, :inter], inplace=True).mul_(gu[:, inter:])  # in the gate's columns
-            h += F.linear(act, layer.down, layer.down_b)
+            h += self.linear(act, layer.down, layer.down_b)
         last = torch.cat([torch.arange(o + t - 1, o + b * t, t, device=h.device) for (b, t), o in zip(shapes, offs)])
-        logits = F.linear(_rms_norm(self.norm, h[last]), self.lm_w, self.lm_b)
+        logits = self.linear(_rms_norm(self.norm, h[last]), self.lm_w, self.lm_b)
         return list(logits.split([b for b, _ in shapes]))
 
 
