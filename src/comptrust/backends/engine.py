@@ -20,7 +20,8 @@
   grouped-query heads without repeat_kv copies, only the last position's logits are computed,
   finished rows are dropped from their bucket, stop strings are checked on a short token tail,
   masks are additive (converted once a pass, not once a layer), and on CPU the linear weights sit
-  in the storage order MKL's small-M GEMM prefers.
+  in oneDNN's prepacked layout (lean forward, fp32) or in the storage order MKL's small-M GEMM
+  prefers (any other model).
 
 Each pass is the model's own arithmetic: Llama-family decoders run backends.lean_forward (the same
 computation in fewer ops, q/k/v and gate/up fused), any other model its own forward; either gets

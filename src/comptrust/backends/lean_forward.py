@@ -297,7 +297,8 @@ class LeanForward:
             h += self.linear(outs[0] if one else torch.cat(outs), layer.o, layer.o_b)
             x = _rms_norm(layer.ln2, h)
             gu = self.linear(x, layer.gu, layer.gu_b)
-            act = F.silu(gu[:, :inter], inplace=True).mul_(gu[:, inter:])  # in the gate's columns
+            # a contiguous product: oneDNN's linear copies a strided input (the gate's columns of gu) first
+            act = torch.mul(F.silu(gu[:, :inter], inplace=True), gu[:, inter:])
             h += self.linear(act, layer.down, layer.down_b)
         last = torch.cat([torch.arange(o + t - 1, o + b * t, t, device=h.device) for (b, t), o in zip(shapes, offs)])
         logits = self.linear(_rms_norm(self.norm, h[last]), self.lm_w, self.lm_b)
