@@ -135,9 +135,10 @@ def engine_weights(model, *, lean: bool, pack: bool = True):
     runs its own forward. With `lean` (where lean_supported) q/k/v and gate/up are each fused into
     one tensor. Then, on CPU in fp32 with `pack` (and a torch whose oneDNN runs it,
     packed_linear_works), every projection and the output head run as oneDNN linears on weights
-    prepacked once into its blocked layout (measured on 2 AVX2 cores, the decoder's GEMMs of 30
-    layers: 68 against 126 ms at 16 rows, 160 against 228 at 64, 859 against 1002 at 512; the head
-    at 48 rows 31 against 64 ms; docs/engine.md). The packed copy replaces the decoder's weights,
+    prepacked once into its blocked layout (measured on 2 cores of an AMD EPYC with AVX2, the
+    decoder's GEMMs of 30 layers: 68 against 126 ms at 16 rows, 160 against 228 at 64, 859 against
+    1002 at 512; the head at 48 rows 31 against 64 ms; on an Intel AVX2 machine an earlier session
+    found the decoder's GEMMs no faster and the head faster; docs/engine.md). The packed copy replaces the decoder's weights,
     which hold no memory meanwhile (_release) and are unpacked on exit, bit-exact; the head is
     packed beside its own weight, which the input embedding may share. Otherwise, on CPU every
     linear weight [out, in] is held in [in, out] storage (same values and shape, transposed
