@@ -8,8 +8,8 @@ process, on the same loaded model:
   (b) batched transformers generate without reuse (the HF backend as landed before the engine);
   (c) the engine (prefill once per prompt, shared-prefix KV reuse, preallocated KV buffers).
 It measures this machine's fp32 matmul peak (torch threads as given, default 2; the better of
-MKL's and oneDNN's matmul) before each way and uses the highest figure, so a loaded machine lowers the floor's speed and raises nobody's
-fraction. The floor of a way = FLOPs of the work it answered / peak, with
+MKL's and oneDNN's matmul) before each way and uses the highest figure, so a loaded machine
+lowers the floor's speed and raises nobody's fraction. The floor of a way = FLOPs of the work it answered / peak, with
   linear   2 x (every nn.Linear weight of the decoder layers) per prompt and generated token,
   attention 4 x heads x head_dim x (keys attended) per token per layer (causal, QK^T and AV),
   lm-head  2 x vocab x hidden per generated token (one logits row per token produced; prompt
@@ -32,17 +32,17 @@ def matmul_peak(clock, seconds: float = 3.0, n: int = 1536) -> float:
     timed with `clock` (wall: perf_counter; cpu: this process's CPU time), and the best of two
     libraries: torch.mm (MKL on x86 builds) and, where this torch runs it, oneDNN's linear on a
     prepacked weight (what the engine's CPU linears run; lean_forward.engine_weights). On the
-    AVX2 machine of 2026-12-02 oneDNN read ~135-142 GFLOP/s against MKL's ~114-116, so a peak of
-    MKL alone would flatter every fraction."""
+    AMD EPYC (AVX2) machine of 2026-12-02 oneDNN read ~135-155 GFLOP/s against MKL's ~114-116,
+    so a peak of MKL alone would flatter every fraction."""
     import torch
 
-    from comptrust.backends.lean_forward import _packed_linear, packed_linear_works
+    from comptrust.backends.lean_forward import pack_weight, packed_linear, packed_linear_works
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     fns = [lambda: torch.mm(a, b)]
     if packed_linear_works():
-        w = torch.ops.mkldnn._reorder_linear_weight(b)
-        fns.append(lambda: _packed_linear(a, w, None))
+        w = pack_weight(b)
+        fns.append(lambda: packed_linear(a, w, None))
     best = 0.0
     for fn in fns:
         fn()

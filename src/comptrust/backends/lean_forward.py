@@ -108,14 +108,21 @@ def packed_linear_works() -> bool:
         return False
     try:
         w, b, x = torch.randn(24, 16), torch.randn(24), torch.randn(3, 16)
-        got = _packed_linear(x, torch.ops.mkldnn._reorder_linear_weight(w), b)
+        got = packed_linear(x, pack_weight(w), b)
         return bool(torch.allclose(got, torch.nn.functional.linear(x, w, b), atol=1e-4, rtol=1e-4))
     except (RuntimeError, AttributeError, NotImplementedError):
         return False
 
 
-def _packed_linear(x, w, b):
-    """F.linear(x, W, b) where w is W prepacked by oneDNN (torch.ops.mkldnn._reorder_linear_weight)."""
+def pack_weight(w):
+    """A linear weight [out, in] prepacked into oneDNN's blocked layout, for packed_linear."""
+    import torch
+
+    return torch.ops.mkldnn._reorder_linear_weight(w)
+
+
+def packed_linear(x, w, b):
+    """F.linear(x, W, b) where w is pack_weight(W)."""
     import torch
 
     return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
@@ -138,9 +145,9 @@ def engine_weights(model, *, lean: bool, pack: bool = True):
     prepacked once into its blocked layout (measured on 2 cores of an AMD EPYC with AVX2, the
     decoder's GEMMs of 30 layers: 68 against 126 ms at 16 rows, 160 against 228 at 64, 859 against
     1002 at 512; the head at 48 rows 31 against 64 ms; on an Intel AVX2 machine an earlier session
-    found the decoder's GEMMs no faster and the head faster; docs/engine.md). The packed copy replaces the decoder's weights,
-    which hold no memory meanwhile (_release) and are unpacked on exit, bit-exact; the head is
-    packed beside its own weight, which the input embedding may share. Otherwise, on CPU every
+    found the decoder's GEMMs no faster and the head faster; docs/engine.md). The packed copy
+    replaces the decoder's weights, which hold no memory meanwhile (_release) and are unpacked on
+    exit, bit-exact; the head is packed beside its own weight, which the input embedding may share. Otherwise, on CPU every
     linear weight [out, in] is held in [in, out] storage (same values and shape, transposed
     strides: MKL's small-M GEMM was faster on it on an AVX2 machine, 54 against 75 ms at 16 rows,
     and 6% slower at 48 rows on an AVX-512 one). On exit every weight is a contiguous tensor of its
@@ -237,27 +244,24 @@ class LeanForward:
                 layer.post_attention_layernorm,
                 gu, gu_b, mlp.down_proj.weight, mlp.down_proj.bias,
                 att.scaling))
-        self.linear = torch.nn.functional.linear  # or _packed_linear, after pack()
+        self.linear = torch.nn.functional.linear  # or packed_linear, after pack()
 
     def pack(self, model, record: list) -> None:
         """Run every projection and the head as oneDNN linears on prepacked weights (see
         engine_weights): each projection's packed weight replaces the dense one, whose modules then
         hold no memory; `record` gets (modules, packed weight) as each is done, for engine_weights
         to unpack on exit, however far this got."""
-        import torch
-
-        reorder = torch.ops.mkldnn._reorder_linear_weight
         for lay, layer in zip(self.layers, model.model.layers):
             att, mlp = layer.self_attn, layer.mlp
             for name, mods in (("qkv", (att.q_proj, att.k_proj, att.v_proj)), ("o", (att.o_proj,)),
                                ("gu", (mlp.gate_proj, mlp.up_proj)), ("down", (mlp.down_proj,))):
-                packed = reorder(getattr(lay, name))
+                packed = pack_weight(getattr(lay, name))
                 record.append((mods, packed))
                 setattr(lay, name, packed)
                 for m in mods:
                     m.weight.data = _release(m.weight)
-        self.lm_w = reorder(self.lm_w)
-        self.linear = _packed_linear
+        self.lm_w = pack_weight(self.lm_w)
+        self.linear = packed_linear
 
     def __call__(self, input_ids, position_ids, mask, cache, attention):
         return self.run([Pass(input_ids, position_ids, mask, cache)], attention)[0]
