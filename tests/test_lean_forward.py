@@ -21,9 +21,10 @@ def _model(kind: str = "llama", **kw):
     return model.eval()
 
 
-def _two_passes(model, lean: bool):
+def _two_passes(model, lean: bool, mlp_rows: int | None = None):
     """A causal pass over 5 tokens of 2 rows, then a masked pass extending it by 4 tokens (row 1
-    left-padded by one): both passes' last logits and the cache's keys."""
+    left-padded by one): both passes' last logits and the cache's keys. mlp_rows: the lean
+    forward's MLP chunk, in tokens (its default covers these passes in one chunk)."""
     E._register_attention()
     layers, kvh, hd = E._kv_shape(model)
     kb = [torch.zeros(2, kvh, 9, hd) for _ in range(layers)]
@@ -35,6 +36,8 @@ def _two_passes(model, lean: bool):
     mask = E._bias(allowed, torch.float32)
     with torch.inference_mode(), E._engine_attention(model), engine_weights(model, lean=lean) as fwd:
         assert (fwd is not None) == lean
+        if mlp_rows is not None:
+            fwd.mlp_rows = mlp_rows
 
         def run(x, pos, m):
             if fwd is not None:
@@ -54,6 +57,17 @@ def test_lean_forward_matches_the_models_forward(kind, kw):
     assert lean_supported(model)
     ref = _two_passes(model, lean=False)
     got = _two_passes(model, lean=True)
+    for a, b in zip(got, ref):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("mlp_rows", [3, 4])
+def test_the_mlp_in_row_chunks_is_the_same_arithmetic(mlp_rows):
+    """Passes of 10 and 8 tokens through the MLP in chunks of 3 (a remainder in each) or 4 (the
+    second pass exactly two chunks): the same logits and cache as the model's own forward."""
+    model = _model("llama", mlp_bias=True)
+    ref = _two_passes(model, lean=False)
+    got = _two_passes(model, lean=True, mlp_rows=mlp_rows)
     for a, b in zip(got, ref):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()
 
