@@ -34,7 +34,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", per_group=10, n_samples=3, max_new_tokens_cap=64,
                      description=("stratified seeded sample; embedded model on 2 CPU cores, measured end to end "
                                  "(README): bundled set, 8 dimensions + MMLU: 8 min per model; DecodingTrust data, "
-                                 "8 trust dimensions: 12 min on one machine, 16-21 min on slower ones")),
+                                 "8 trust dimensions: 11-12 min on two machines, 16-21 min on slower ones")),
     "full": Profile("full", per_group=None, n_samples=25, max_new_tokens_cap=None,
                     description=("the whole benchmark with DecodingTrust's sample counts: GPU + vLLM territory (the "
                                 "bundled set alone is 1.7M budget tokens per model, days on a CPU)")),
