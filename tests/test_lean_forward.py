@@ -21,10 +21,12 @@ def _model(kind: str = "llama", **kw):
     return model.eval()
 
 
-def _two_passes(model, lean: bool, mlp_rows: int | None = None):
+def _two_passes(model, lean: bool, mlp_rows: int | None = None, pack: bool = True):
     """A causal pass over 5 tokens of 2 rows, then a masked pass extending it by 4 tokens (row 1
     left-padded by one): both passes' last logits and the cache's keys. mlp_rows: the lean
-    forward's MLP chunk, in tokens (its default covers these passes in one chunk)."""
+    forward's MLP chunk, in tokens (its default covers these passes in one chunk); pack: its
+    linears on oneDNN's prepacked weights where this torch runs them (gate and up apart), else
+    on dense ones (gate and up one fused GEMM)."""
     E._register_attention()
     layers, kvh, hd = E._kv_shape(model)
     kb = [torch.zeros(2, kvh, 9, hd) for _ in range(layers)]
@@ -34,7 +36,7 @@ def _two_passes(model, lean: bool, mlp_rows: int | None = None):
     allowed = E._causal_tail(5, 9, "cpu")[None, None].repeat(2, 1, 1, 1)
     allowed[1, ..., 5] = False
     mask = E._bias(allowed, torch.float32)
-    with torch.inference_mode(), E._engine_attention(model), engine_weights(model, lean=lean) as fwd:
+    with torch.inference_mode(), E._engine_attention(model), engine_weights(model, lean=lean, pack=pack) as fwd:
         assert (fwd is not None) == lean
         if mlp_rows is not None:
             fwd.mlp_rows = mlp_rows
@@ -51,15 +53,17 @@ def _two_passes(model, lean: bool, mlp_rows: int | None = None):
 
 
 # mlp_rows 3 and 4: the passes of 10 and 8 tokens go through the MLP in row chunks, with a
-# remainder in each (3) or the second pass exactly two chunks (4)
-@pytest.mark.parametrize("kind,kw,mlp_rows", [("llama", {}, None), ("llama", {"attention_bias": True, "mlp_bias": True}, None),
-                                              ("llama", {"attention_bias": True}, None), ("qwen2", {}, None),
-                                              ("llama", {"mlp_bias": True}, 3), ("llama", {"mlp_bias": True}, 4)])
-def test_lean_forward_matches_the_models_forward(kind, kw, mlp_rows):
+# remainder in each (3) or the second pass exactly two chunks (4); pack False: the dense weights
+@pytest.mark.parametrize("kind,kw,mlp_rows,pack", [
+    ("llama", {}, None, True), ("llama", {"attention_bias": True, "mlp_bias": True}, None, True),
+    ("llama", {"attention_bias": True}, None, True), ("qwen2", {}, None, True),
+    ("llama", {"mlp_bias": True}, 3, True), ("llama", {"mlp_bias": True}, 4, True),
+    ("llama", {"mlp_bias": True}, 3, False)])
+def test_lean_forward_matches_the_models_forward(kind, kw, mlp_rows, pack):
     model = _model(kind, **kw)
     assert lean_supported(model)
     ref = _two_passes(model, lean=False)
-    got = _two_passes(model, lean=True, mlp_rows=mlp_rows)
+    got = _two_passes(model, lean=True, mlp_rows=mlp_rows, pack=pack)
     for a, b in zip(got, ref):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()
 
@@ -77,6 +81,7 @@ def test_checkpoint_weights_are_restored_after_the_engine(pack):
         assert fwd is not None
         if pack:  # the packed copies replace the decoder's weights, which hold no memory meanwhile
             assert fwd.layers[0].qkv.is_mkldnn and fwd.lm_w.is_mkldnn
+            assert fwd.layers[0].gate.is_mkldnn and fwd.layers[0].up.is_mkldnn and fwd.layers[0].gu is None
             for m in (att.q_proj, att.o_proj, model.model.layers[1].mlp.down_proj):
                 assert m.weight.untyped_storage().nbytes() == 4, m
             assert model.lm_head.weight.untyped_storage().nbytes() == model.lm_head.weight.numel() * 4
@@ -103,7 +108,7 @@ def test_weights_come_back_when_the_engine_fails_midway():
 
     def flaky(w):
         calls.append(1)
-        if len(calls) == 5:  # the second layer's q/k/v, after the first layer's are released
+        if len(calls) == 6:  # the second layer's q/k/v (a layer packs q/k/v, o, gate, up, down), after the first layer's are released
             raise RuntimeError("out of memory")
         return real(w)
 
