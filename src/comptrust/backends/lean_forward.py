@@ -271,8 +271,8 @@ class LeanForward:
             # then update in place: the same values as the fused GEMM's halves (bit-identical, checked
             # at 1-1,024 rows), without a strided SiLU over the fused output and a third tensor for
             # the product (on 2 cores of an AMD EPYC Zen 4, 30 layers' MLPs over 2,752 tokens ran at
-            # 180 against 172 GFLOP/s; the limit-8 benchmark slice, 3 interleaved pairs: 1.0-3.1 s
-            # less each, every answer identical; docs/engine.md)
+            # 180 against 172 GFLOP/s; the limit-8 benchmark slice, 7 interleaved pairs: faster in 6
+            # by 1.0-4.0 s, slower in 1 by 7.0 s, every answer identical; docs/engine.md)
             if lay.gu_b is not None:
                 lay.gate_b, lay.up_b = lay.gu_b[:inter], lay.gu_b[inter:]
             for name, mods, dense in (("qkv", (att.q_proj, att.k_proj, att.v_proj), lay.qkv), ("o", (att.o_proj,), lay.o),
