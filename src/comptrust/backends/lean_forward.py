@@ -43,7 +43,7 @@ class _Layer:
     o: object
     o_b: object
     ln2: object
-    gu: object  # [2 intermediate, hidden]; None once packed as gate and up (LeanForward.pack)
+    gu: object  # [2 intermediate, hidden]; None on packed weights, where gate and up run apart (LeanForward.pack)
     gu_b: object
     down: object
     down_b: object
@@ -151,9 +151,9 @@ def _release(t):
 @contextlib.contextmanager
 def engine_weights(model, *, lean: bool, pack: bool = True):
     """The model's weights as the engine runs them; yields a LeanForward, or None when the model
-    runs its own forward. With `lean` (where lean_supported) q/k/v and gate/up are each fused into
-    one tensor. Then, on CPU in fp32 with `pack` (and a torch whose oneDNN runs it,
-    packed_linear_works), every projection and the output head run as oneDNN linears on weights
+    runs its own forward. With `lean` (where lean_supported) q/k/v are fused into one tensor, and
+    so are gate/up where the weights are not packed (packed, they run as two GEMMs). Then, on CPU
+    in fp32 with `pack` (and a torch whose oneDNN runs it, packed_linear_works), every projection and the output head run as oneDNN linears on weights
     prepacked once into its blocked layout (measured on 2 cores of an AMD EPYC with AVX2, the
     decoder's GEMMs of 30 layers: 68 against 126 ms at 16 rows, 160 against 228 at 64, 859 against
     1002 at 512; the head at 48 rows 31 against 64 ms; on an Intel AVX2 machine an earlier session
@@ -176,8 +176,13 @@ def engine_weights(model, *, lean: bool, pack: bool = True):
     if use_lean:
         for layer in model.model.layers:
             att, mlp = layer.self_attn, layer.mlp
-            groups += [(att.q_proj, att.k_proj, att.v_proj), (mlp.gate_proj, mlp.up_proj)]
-            fused.append((_fuse(groups[-2], cpu and not packing), _fuse(groups[-1], cpu and not packing)))
+            groups.append((att.q_proj, att.k_proj, att.v_proj))
+            qkv = _fuse(groups[-1], cpu and not packing)
+            gu = None  # packed, gate and up run apart from their own weights (LeanForward.pack): no fused copy
+            if not packing:
+                groups.append((mlp.gate_proj, mlp.up_proj))
+                gu = _fuse(groups[-1], cpu)
+            fused.append((qkv, gu))
     done = {id(m.weight) for g in groups for m in g}
     moved = []  # weights held transposed
     if cpu and not packing:
@@ -249,7 +254,7 @@ class LeanForward:
         for layer, (qkv, gu) in zip(base.layers, fused):
             att, mlp = layer.self_attn, layer.mlp
             qkv_b = None if att.q_proj.bias is None else _cat_bias(att.q_proj, att.k_proj, att.v_proj)
-            gu_b = None if mlp.gate_proj.bias is None else _cat_bias(mlp.gate_proj, mlp.up_proj)
+            gu_b = None if gu is None or mlp.gate_proj.bias is None else _cat_bias(mlp.gate_proj, mlp.up_proj)
             self.layers.append(_Layer(
                 layer.input_layernorm,
                 qkv, qkv_b, att.o_proj.weight, att.o_proj.bias,
@@ -264,7 +269,6 @@ class LeanForward:
         engine_weights): each projection's packed weight replaces the dense one, whose modules then
         hold no memory; `record` gets (modules, packed weight) as each is done, for engine_weights
         to unpack on exit, however far this got."""
-        inter = self.inter
         for lay, layer in zip(self.layers, model.model.layers):
             att, mlp = layer.self_attn, layer.mlp
             # gate and up as two GEMMs, each writing a contiguous output that SiLU and the product
@@ -273,10 +277,9 @@ class LeanForward:
             # the product (on 2 cores of an AMD EPYC Zen 4, 30 layers' MLPs over 2,752 tokens ran at
             # 180 against 172 GFLOP/s; the limit-8 benchmark slice, 7 interleaved pairs: faster in 6
             # by 1.0-4.0 s, slower in 1 by 7.0 s, every answer identical; docs/engine.md)
-            if lay.gu_b is not None:
-                lay.gate_b, lay.up_b = lay.gu_b[:inter], lay.gu_b[inter:]
+            lay.gate_b, lay.up_b = mlp.gate_proj.bias, mlp.up_proj.bias
             for name, mods, dense in (("qkv", (att.q_proj, att.k_proj, att.v_proj), lay.qkv), ("o", (att.o_proj,), lay.o),
-                                      ("gate", (mlp.gate_proj,), lay.gu[:inter]), ("up", (mlp.up_proj,), lay.gu[inter:]),
+                                      ("gate", (mlp.gate_proj,), mlp.gate_proj.weight), ("up", (mlp.up_proj,), mlp.up_proj.weight),
                                       ("down", (mlp.down_proj,), lay.down)):
                 packed = pack_weight(dense)
                 record.append((mods, packed))
