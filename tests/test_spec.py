@@ -46,7 +46,7 @@ def test_good_spec_expands_seeds_and_defaults(tmp_path, tiny_model):
 
     names = [n for v in loaded.spec.variants for n, _ in expand_variant(v)]
     assert names == ["rtn4", "gptq4-s0", "gptq4-s1", "mag"]
-    assert loaded.data_dir is None and loaded.spec.batch_size == 128  # backends.base.DEFAULT_BATCH_SIZE
+    assert loaded.data_dir is None and loaded.spec.batch_size == 256  # backends.base.DEFAULT_BATCH_SIZE
     # a plain string is a model ref; its default name comes from the ref
     plain = parse_spec("models: [embedded:smollm2-135m-instruct]\ndimensions: [stereotype]\n", "x.yaml", tmp_path)
     assert plain.spec.models[0].dir_name == "smollm2-135m-instruct"

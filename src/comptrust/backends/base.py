@@ -15,9 +15,15 @@ BACKEND_NAMES = ("hf", "vllm", "openai")
 # 2026-12-02 (docs/engine.md), same process: a decode-heavy slice (stereotype + privacy, 400
 # samples) took 154 s at 64 rows and 138 s at 128; the limit-8 slice of
 # benchmarks/eval_throughput.py, 3 interleaved runs each, 49.6 s against 46.5 s (medians).
-# 256 rows (with a 4 GiB KV budget) took 129 s on the first slice but gave no gain on the whole
-# quick profile (16 min 16 s against 16 min 11 s), so the KV budget stays at 2 GiB
-DEFAULT_BATCH_SIZE = 128
+# 256 rows (with a 4 GiB KV budget) took 129 s on the first slice but then gave no gain on the
+# whole quick profile (16 min 16 s against 16 min 11 s). 256 rather than 128, with the KV budget
+# still 2 GiB: on 2026-12-03 (an AMD EPYC Zen 4), after the engine's linears moved to oneDNN's
+# packed weights, the --limit 24 slice of the 8 trust dimensions (288 samples), 2 interleaved runs
+# each in one process, took 85.4 / 85.6 s at 128 rows against 81.8 / 77.4 s at 256 (and 73.8 /
+# 74.0 s at 256 against 76.0 / 75.7 s at 512), every answer identical; the whole quick profile
+# of the 8 trust dimensions, one run each, 13 min 13 s at 256 against 13 min 22 s at 128 (all
+# 3,325 stored answers identical): a gain on decode-heavy slices, ~1% on the whole profile
+DEFAULT_BATCH_SIZE = 256
 
 
 def check_backend_name(name: str, what: str = "backend") -> str:
